@@ -1,0 +1,1 @@
+"""AWS adapters and entrypoints: the only package that imports boto3."""

@@ -1,0 +1,214 @@
+"""Configuration: one precedence everywhere.
+
+A setting comes from the first of: a CLI flag, a ``LOCKGATE_*`` environment variable,
+``lockgate.toml``, the default below. The models are pydantic so a typo in lockgate.toml
+is reported with the table and key it is in, not discovered later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lockgate.errors import ConfigError
+
+ColumnKind = Literal["numeric", "categorical", "text", "datetime", "id"]
+Task = Literal["classification", "regression"]
+
+DEFAULT_CONFIG = "lockgate.toml"
+DEFAULT_ENV = "dev"
+ENV_PREFIX = "LOCKGATE_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrepConfig(_Strict):
+    """How the data pipeline turns raw files into a dataset version.
+
+    Every field takes part in the data version id: changing one prepares a new version.
+    """
+
+    seed: int = 42
+    validation_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    max_invalid_fraction: float = Field(
+        0.01, ge=0.0, le=1.0, description="share of unparseable values a column may have"
+    )
+    rare_min_frequency: float = Field(
+        0.001, ge=0.0, lt=1.0, description="categories rarer than this share go to __other__"
+    )
+    max_categories: int = Field(50, ge=1, description="one-hot columns per categorical feature")
+    text_max_features: int = Field(128, ge=1, description="TF-IDF width per text column")
+    text_fit_rows: int = Field(100_000, ge=1, description="rows sampled to fit a TF-IDF vocabulary")
+    histogram_bins: int = Field(20, ge=2, le=1000)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_rows(self) -> PrepConfig:
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError("validation_fraction + test_fraction must be below 1")
+        return self
+
+
+class DatasetConfig(_Strict):
+    """One dataset: its target, the kind of every column, how to prepare it."""
+
+    target: str
+    task: Task = "classification"
+    columns: dict[str, ColumnKind]
+    prep: PrepConfig = PrepConfig()
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> DatasetConfig:
+        if self.target in self.columns:
+            raise ValueError(f"target '{self.target}' must not also be listed under columns")
+        if not any(kind != "id" for kind in self.columns.values()):
+            raise ValueError("at least one feature column (not 'id') is needed")
+        return self
+
+    @property
+    def feature_columns(self) -> dict[str, ColumnKind]:
+        return {name: kind for name, kind in self.columns.items() if kind != "id"}
+
+
+class EnvConfig(_Strict):
+    """One environment (dev, staging, prod, ...): where its store lives."""
+
+    store: str | None = None
+
+
+class RuntimeConfig(_Strict):
+    """The local event runtime (`lockgate up`)."""
+
+    poll_interval: float = Field(0.25, gt=0.0, le=60.0)
+
+
+class FileConfig(_Strict):
+    """What lockgate.toml may contain."""
+
+    default_dataset: str | None = None
+    datasets: dict[str, DatasetConfig] = {}
+    envs: dict[str, EnvConfig] = {}
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names_are_keys(cls, value: dict[str, DatasetConfig]) -> dict[str, DatasetConfig]:
+        for name in value:
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"dataset name '{name}' cannot be used as a store prefix")
+        return value
+
+
+class Settings(BaseModel):
+    """Resolved settings for one command: the file's content plus the overrides in force."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: str = DEFAULT_ENV
+    config_path: Path
+    file: FileConfig = FileConfig()
+    store_override: str | None = None
+    dataset_override: str | None = None
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in lockgate.toml are taken from."""
+        return self.config_path.resolve().parent
+
+    @property
+    def store_uri(self) -> str:
+        """The current environment's store URI (the embedded default is a local folder)."""
+        if self.store_override:
+            return _absolute_file_uri(self.store_override, self.root)
+        env = self.file.envs.get(self.env)
+        if env is not None and env.store:
+            return _absolute_file_uri(env.store, self.root)
+        return (self.root / ".lockgate" / self.env / "store").as_uri()
+
+    @property
+    def datasets(self) -> dict[str, DatasetConfig]:
+        return self.file.datasets
+
+    def dataset(self, name: str | None = None) -> tuple[str, DatasetConfig]:
+        """The named dataset, else the override, the default, or the only one configured."""
+        name = name or self.dataset_override or self.file.default_dataset
+        if name is None:
+            if len(self.datasets) == 1:
+                name = next(iter(self.datasets))
+            elif not self.datasets:
+                raise ConfigError(
+                    f"no dataset is configured in {self.config_path}; "
+                    "run `lockgate init --dataset NAME --from FILE --target COLUMN`"
+                )
+            else:
+                raise ConfigError(
+                    f"several datasets are configured ({', '.join(sorted(self.datasets))}); "
+                    "pick one with --dataset"
+                )
+        try:
+            return name, self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise ConfigError(
+                f"dataset '{name}' is not in {self.config_path} (configured: {known})"
+            ) from None
+
+
+def _absolute_file_uri(uri: str, root: Path) -> str:
+    """Resolve a relative ``file://`` URI or a bare path against the config's folder."""
+    if "://" not in uri:
+        path = Path(uri).expanduser()
+        return (path if path.is_absolute() else root / path).resolve().as_uri()
+    if uri.startswith("file://"):
+        rest = uri[len("file://") :]
+        path = Path(rest).expanduser()
+        return (path if path.is_absolute() else root / path).resolve().as_uri()
+    return uri
+
+
+def load_settings(
+    config: str | Path | None = None,
+    env: str | None = None,
+    store: str | None = None,
+    dataset: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve settings with lockgate's precedence: argument, ``LOCKGATE_*``, file, default.
+
+    Raises:
+        ConfigError: the file cannot be parsed or has an invalid value; the message names it.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    config_path = Path(config or environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
+    file_config = read_config_file(config_path)
+    return Settings(
+        env=env or environ.get(ENV_PREFIX + "ENV") or DEFAULT_ENV,
+        config_path=config_path,
+        file=file_config,
+        store_override=store or environ.get(ENV_PREFIX + "STORE") or None,
+        dataset_override=dataset or environ.get(ENV_PREFIX + "DATASET") or None,
+    )
+
+
+def read_config_file(path: Path) -> FileConfig:
+    """Parse lockgate.toml; a missing file means every default."""
+    if not path.exists():
+        return FileConfig()
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s) in all)"
+        ) from None

@@ -1,0 +1,1 @@
+"""Local adapters: the embedded default that needs no AWS (a folder store, the event runtime)."""

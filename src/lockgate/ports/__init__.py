@@ -1,0 +1,1 @@
+"""Ports: the small interfaces pipelines depend on. Adapters implement them."""

@@ -1,0 +1,4 @@
+"""Seeded sample data sets for ``lockgate demo`` and for tests.
+
+See :mod:`lockgate.sample.churn` for the customer-churn generator.
+"""
