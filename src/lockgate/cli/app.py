@@ -1,0 +1,124 @@
+"""The ``lockgate`` command and its global options.
+
+Heavy modules (pyarrow, scikit-learn, boto3) are imported inside the commands that need them,
+so ``lockgate --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import click
+import typer
+
+from lockgate import __version__
+from lockgate.errors import LockgateError
+
+if TYPE_CHECKING:
+    from lockgate.config import Settings
+    from lockgate.ports.store import Store
+
+app = typer.Typer(
+    name="lockgate",
+    help="Event-driven MLOps pipelines (data, training, deployment, monitoring) "
+    "that run on a laptop and on AWS unchanged.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="The data pipeline: raw uploads -> dataset versions.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@dataclass
+class Context:
+    """What the global options resolved to; built lazily so --help reads no file."""
+
+    config: Path | None
+    env: str | None
+    store: str | None
+
+    def settings(self, dataset: str | None = None) -> Settings:
+        from lockgate.config import load_settings
+
+        return load_settings(self.config, self.env, self.store, dataset)
+
+    def open_store(self, settings: Settings) -> Store:
+        from lockgate.wiring import open_store
+
+        return open_store(settings.store_uri)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lockgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Project configuration [env: LOCKGATE_CONFIG] [default: ./lockgate.toml]"),
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(help="Environment (dev, staging, prod, ...) [env: LOCKGATE_ENV] [default: dev]"),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store URI for this environment, file:///... or s3://bucket/prefix "
+        "[env: LOCKGATE_STORE]"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Context(config=config, env=env, store=store)
+
+
+def main() -> None:
+    """Console entry point: a user error is one line on stderr and exit code 1."""
+    from lockgate.cli import commands  # noqa: F401 - registers the commands
+
+    try:
+        app(prog_name="lockgate", standalone_mode=False)
+    except LockgateError as exc:
+        _fail(str(exc), 1)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        _fail(f"{exc.strerror}: {exc.filename}", 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:
+        if os.environ.get("LOCKGATE_DEBUG"):
+            raise
+        _fail(
+            f"unexpected error: {type(exc).__name__}: {exc} "
+            "(set LOCKGATE_DEBUG=1 to see the traceback)",
+            2,
+        )
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"lockgate: error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,106 @@
+"""The local event runtime behind ``lockgate up``: the stand-in for S3 notifications + Lambda.
+
+It polls the store's ``raw/`` prefix, turns every new or changed object into the S3 event AWS
+would deliver, and calls the data pipeline's handler with it. An object is dispatched once it
+is seen with the same ETag on two consecutive polls, so a file still being copied into a
+folder store by hand is not read half-written. Objects already present at start are
+dispatched too: the handler is idempotent, so this is how ``up`` catches up on what arrived
+while it was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lockgate.config import DatasetConfig
+from lockgate.events.s3 import ObjectEvent, build_s3_event
+from lockgate.pipelines.data import HandleResult, handle
+from lockgate.ports.store import Store
+
+log = logging.getLogger("lockgate.runtime")
+
+WATCHED = "raw/"
+
+
+@dataclass
+class Dispatch:
+    """One event the runtime built and what the handler did with it."""
+
+    event: dict[str, Any]
+    keys: list[str]
+    result: HandleResult | None
+    error: str | None = None
+
+
+class Runtime:
+    """Watches one store and dispatches S3-shaped events to the data pipeline."""
+
+    def __init__(
+        self,
+        store: Store,
+        datasets: Mapping[str, DatasetConfig],
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.datasets = datasets
+        self.report = report
+        self._dispatched: dict[str, str] = {}
+        self._pending: dict[str, str] = {}
+
+    def poll(self) -> Dispatch | None:
+        """List ``raw/`` once; dispatch the objects that are new and stable. None if none."""
+        current = {info.key: info for info in self.store.list(WATCHED)}
+        ready: list[ObjectEvent] = []
+        for key, info in current.items():
+            if self._dispatched.get(key) == info.etag:
+                continue
+            if self._pending.get(key) != info.etag:
+                self._pending[key] = info.etag  # first sighting: dispatch if unchanged next poll
+                continue
+            del self._pending[key]
+            ready.append(
+                ObjectEvent(
+                    event_name="ObjectCreated:Put",
+                    bucket=self.store.bucket,
+                    key=self.store.prefix + key,
+                    size=info.size,
+                    etag=info.etag,
+                )
+            )
+        for key in list(self._dispatched):
+            if key not in current:
+                del self._dispatched[key]
+        if not ready:
+            return None
+        event = build_s3_event(self.store.bucket, ready)
+        keys = [obj.key[len(self.store.prefix) :] for obj in ready]
+        for obj, key in zip(ready, keys, strict=True):
+            self._dispatched[key] = obj.etag or ""
+        try:
+            result = handle(event, self.store, self.datasets, self.report)
+        except Exception as exc:  # the runtime must outlive one bad run; the error is reported
+            # Not retried in a loop: the next upload or `lockgate data prep` runs it again.
+            log.exception("dispatch of %d object(s) failed", len(keys))
+            return Dispatch(event, keys, None, f"{type(exc).__name__}: {exc}")
+        return Dispatch(event, keys, result)
+
+    def run(
+        self,
+        stop: threading.Event,
+        interval: float,
+        on_dispatch: Callable[[Dispatch], None] | None = None,
+    ) -> None:
+        """Poll every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                dispatch = self.poll()
+            except Exception as exc:  # a store hiccup (network, permissions) must not end `up`
+                log.warning("polling %s failed: %s", self.store.uri, exc)
+                dispatch = None
+            if dispatch is not None and on_dispatch is not None:
+                on_dispatch(dispatch)
+            stop.wait(interval)
