@@ -92,7 +92,7 @@ def _global(
 
 def main() -> None:
     """Console entry point: a user error is one line on stderr and exit code 1."""
-    from lockgate.cli import commands  # noqa: F401 - registers the commands
+    from lockgate.cli import commands, demo  # noqa: F401 - registers the commands
 
     try:
         app(prog_name="lockgate", standalone_mode=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from lockgate.cli.app import Context, app, data_app
 from lockgate.cli.output import console, err, human_size, stage, transfer_progress
@@ -151,7 +152,9 @@ def print_prep(result: Any) -> None:
         f"[{style}]{result.status}[/{style}] {result.dataset} {version}: {result.message}"
     )
     for item in result.quarantined:
-        console.print(f"  [yellow]quarantined[/yellow] {item.key} [{item.rule}] {item.message}")
+        console.print(
+            f"  [yellow]quarantined[/yellow] {escape(item.key)} \\[{item.rule}] {escape(item.message)}"
+        )
         console.print(f"    copy and error.json in {item.location}")
 
 
