@@ -41,6 +41,8 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * MIB
 DEFAULT_PART_SIZE = 16 * MIB
 CONFLICT_ATTEMPTS = 5
 """How often ``put_if_absent`` sends its write when S3 answers 409 ConditionalRequestConflict."""
+CONFLICT_BACKOFF = 0.05
+"""Seconds before the first resend after a 409; doubled for each further one."""
 TEMP_PREFIX = ".lockgate-tmp-"
 
 _BUCKET_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,253}[a-zA-Z0-9]")
@@ -126,7 +128,7 @@ class S3Store(Store):
                         f"writing '{key}' in {self.uri} kept conflicting with concurrent writes "
                         f"(409 ConditionalRequestConflict {attempt} times); try again"
                     ) from exc
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(CONFLICT_BACKOFF * 2 ** (attempt - 1))
             except BotoCoreError as exc:
                 raise self._botocore_error(exc, "write", key) from exc
             else:
