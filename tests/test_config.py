@@ -88,9 +88,12 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
         ('[datasets.d]\ntarget = "y"\ncolumns = { a = "number" }\n', "datasets.d.columns.a"),
         ('[datasets.d]\ntarget = "y"\ncolumns = { y = "numeric", a = "numeric" }\n', "target"),
         ('[datasets.d]\ntarget = "y"\ncolumns = { a = "id" }\n', "feature column"),
-        ('[datasets.d]\ntarget = "y"\ncolumns = {a="numeric"}\nprep = {test_fraction=0.6, '
-         "validation_fraction=0.5}\n", "below 1"),
-        ('unknown_key = 1\n', "unknown_key"),
+        (
+            '[datasets.d]\ntarget = "y"\ncolumns = {a="numeric"}\nprep = {test_fraction=0.6, '
+            "validation_fraction=0.5}\n",
+            "below 1",
+        ),
+        ("unknown_key = 1\n", "unknown_key"),
         ('[datasets."a/b"]\ntarget = "y"\ncolumns = {a="numeric"}\n', "store prefix"),
     ],
 )

@@ -185,15 +185,21 @@ def load_settings(
         ConfigError: the file cannot be parsed or has an invalid value; the message names it.
     """
     environ = dict(os.environ) if environ is None else environ
-    config_path = Path(config or environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
-    file_config = read_config_file(config_path)
+    path = config_path(config, environ)
+    file_config = read_config_file(path)
     return Settings(
         env=env or environ.get(ENV_PREFIX + "ENV") or DEFAULT_ENV,
-        config_path=config_path,
+        config_path=path,
         file=file_config,
         store_override=store or environ.get(ENV_PREFIX + "STORE") or None,
         dataset_override=dataset or environ.get(ENV_PREFIX + "DATASET") or None,
     )
+
+
+def config_path(config: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
+    """Where lockgate.toml is: the flag, else ``LOCKGATE_CONFIG``, else ./lockgate.toml."""
+    environ = dict(os.environ) if environ is None else environ
+    return Path(config or environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
 
 
 def read_config_file(path: Path) -> FileConfig:

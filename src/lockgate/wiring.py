@@ -42,3 +42,19 @@ def open_store(uri: str) -> Store:
         return cast(Store, getattr(module, class_name)(uri))
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def lean_arrow_memory() -> None:
+    """Make Arrow hand freed memory back to the OS at once (jemalloc, no decay).
+
+    Arrow's default allocator keeps freed blocks for reuse, which after parsing a large file
+    holds several times the table's size. Entry points (CLI, Lambda) call this once; it is a
+    process-wide setting, so library code never does.
+    """
+    import pyarrow as pa
+
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pass  # a pyarrow built without jemalloc keeps its default pool

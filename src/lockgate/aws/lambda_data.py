@@ -15,7 +15,7 @@ from typing import Any
 from lockgate.config import load_settings
 from lockgate.pipelines.data import handle
 from lockgate.ports.store import Store
-from lockgate.wiring import open_store
+from lockgate.wiring import lean_arrow_memory, open_store
 
 log = logging.getLogger("lockgate.aws.lambda_data")
 logging.getLogger("lockgate").setLevel(logging.INFO)
@@ -29,6 +29,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     uri = settings.store_uri
     store = _stores.get(uri)
     if store is None:
+        lean_arrow_memory()
         store = _stores[uri] = open_store(uri)  # reused while the execution environment is warm
     result = handle(event, store, settings.datasets, report=log.info)
     summary = result.to_json()

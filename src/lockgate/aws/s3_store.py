@@ -241,6 +241,8 @@ class S3Store(Store):
         """Turn botocore's exceptions into lockgate's inside the block."""
         try:
             yield
+        except _ProgressInterrupted as exc:
+            raise exc.original from None
         except ClientError as exc:
             raise self._client_error(exc, action, key) from exc
         except S3UploadFailedError as exc:
@@ -360,12 +362,29 @@ def _server_time(response: dict[str, Any]) -> datetime:
 
 def _one_at_a_time(progress: Progress | None) -> Callable[[int], None] | None:
     """``progress`` behind a lock: boto3 calls back from several threads at once."""
-    if progress is None:
-        return None
-    lock = threading.Lock()
+    return None if progress is None else _Reporter(progress)
 
-    def report(moved: int) -> None:
-        with lock:
-            progress(moved)
 
-    return report
+class _ProgressInterrupted(Exception):
+    """Carries a non-``Exception`` raised by a progress callback out of boto3's threads."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(repr(original))
+        self.original = original
+
+
+class _Reporter:
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def __call__(self, moved: int) -> None:
+        with self._lock:
+            try:
+                self._progress(moved)
+            except Exception:
+                raise
+            except BaseException as exc:
+                # s3transfer's workers swallow a KeyboardInterrupt or SystemExit and carry on,
+                # which ends in a download with holes and no error; an Exception stops them.
+                raise _ProgressInterrupted(exc) from exc

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 
 from lockgate import __version__
@@ -32,7 +31,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-data_app = typer.Typer(help="The data pipeline: raw uploads -> dataset versions.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="The data pipeline: raw uploads -> dataset versions.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 
@@ -50,8 +51,9 @@ class Context:
         return load_settings(self.config, self.env, self.store, dataset)
 
     def open_store(self, settings: Settings) -> Store:
-        from lockgate.wiring import open_store
+        from lockgate.wiring import lean_arrow_memory, open_store
 
+        lean_arrow_memory()
         return open_store(settings.store_uri)
 
 
@@ -66,16 +68,22 @@ def _global(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option(help="Project configuration [env: LOCKGATE_CONFIG] [default: ./lockgate.toml]"),
+        typer.Option(
+            help="Project configuration [env: LOCKGATE_CONFIG] [default: ./lockgate.toml]"
+        ),
     ] = None,
     env: Annotated[
         str | None,
-        typer.Option(help="Environment (dev, staging, prod, ...) [env: LOCKGATE_ENV] [default: dev]"),
+        typer.Option(
+            help="Environment (dev, staging, prod, ...) [env: LOCKGATE_ENV] [default: dev]"
+        ),
     ] = None,
     store: Annotated[
         str | None,
-        typer.Option(help="Store URI for this environment, file:///... or s3://bucket/prefix "
-        "[env: LOCKGATE_STORE]"),
+        typer.Option(
+            help="Store URI for this environment, file:///... or s3://bucket/prefix "
+            "[env: LOCKGATE_STORE]"
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
     version: Annotated[
@@ -95,16 +103,10 @@ def main() -> None:
     from lockgate.cli import commands, demo  # noqa: F401 - registers the commands
 
     try:
-        app(prog_name="lockgate", standalone_mode=False)
+        # Standalone mode: typer reports usage errors itself and exits with their codes.
+        app(prog_name="lockgate")
     except LockgateError as exc:
         _fail(str(exc), 1)
-    except click.exceptions.Abort:
-        _fail("interrupted", 130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         _fail(f"{exc.strerror}: {exc.filename}", 1)
     except KeyboardInterrupt:

@@ -30,8 +30,10 @@ def init(
     from lockgate.cli.project import render_config
     from lockgate.pipelines.data.inference import infer_schema
 
+    from lockgate.config import config_path
+
     context: Context = ctx.obj
-    path = context.config or Path("lockgate.toml")
+    path = config_path(context.config)
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; pass --force to overwrite it")
     if not source.is_file():
@@ -149,11 +151,12 @@ def print_prep(result: Any) -> None:
     style = {"committed": "green", "exists": "cyan"}.get(result.status, "red")
     version = result.version or "-"
     console.print(
-        f"[{style}]{result.status}[/{style}] {result.dataset} {version}: {result.message}"
+        f"[{style}]{result.status}[/{style}] {result.dataset} {version}: {escape(result.message)}"
     )
     for item in result.quarantined:
         console.print(
-            f"  [yellow]quarantined[/yellow] {escape(item.key)} \\[{item.rule}] {escape(item.message)}"
+            f"  [yellow]quarantined[/yellow] {escape(item.key)} "
+            f"\\[{item.rule}] {escape(item.message)}"
         )
         console.print(f"    copy and error.json in {item.location}")
 
@@ -180,8 +183,16 @@ def data_versions(
     if not versions:
         err.print(f"no committed version of '{name}' yet; run `lockgate data prep`")
         return
-    table = Table("version", "created (UTC)", "rows", "train/val/test", "features", "sources",
-                  "quarantined", box=None)
+    table = Table(
+        "version",
+        "created (UTC)",
+        "rows",
+        "train/val/test",
+        "features",
+        "sources",
+        "quarantined",
+        box=None,
+    )
     for manifest in versions:
         rows = manifest.rows
         sources = ", ".join(source.key.rsplit("/", 1)[-1] for source in manifest.sources)
@@ -217,7 +228,9 @@ def up(ctx: typer.Context) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
     def show(dispatch: Dispatch) -> None:
-        console.print(f"event: {len(dispatch.keys)} object(s) under raw/: {', '.join(dispatch.keys)}")
+        console.print(
+            f"event: {len(dispatch.keys)} object(s) under raw/: {', '.join(dispatch.keys)}"
+        )
         if dispatch.error:
             console.print(f"[red]failed[/red] {dispatch.error}; retry with `lockgate data prep`")
             return

@@ -20,7 +20,7 @@ def render_config(dataset: str, target: str, task: str, columns: dict[str, str])
         "# kinds: numeric, categorical, text, datetime, id (id columns are never features)",
     ]
     for name, kind in columns.items():
-        lines.append(f"{json.dumps(name):<{width}} = \"{kind}\"")
+        lines.append(f'{json.dumps(name):<{width}} = "{kind}"')
     lines += [
         "",
         f"[datasets.{json.dumps(dataset)}.prep]",

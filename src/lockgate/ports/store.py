@@ -45,7 +45,8 @@ class Store(ABC):
     * ``put`` replaces an object atomically: a reader sees the old bytes or the new, never a part.
     * ``put_if_absent`` is atomic across processes and machines: of two writers of the same key
       exactly one gets ``True``.
-    * ``get``, ``head``, ``get_file`` raise :class:`lockgate.errors.ObjectNotFound` for a missing key.
+    * ``get``, ``head``, ``get_file`` raise :class:`lockgate.errors.ObjectNotFound` for a
+      missing key.
     * ``list`` yields every object under a prefix in key order; a prefix is a string prefix,
       not a folder, as in S3.
     * ``delete`` is idempotent: deleting a missing key is not an error.
@@ -126,6 +127,22 @@ class LocalPaths(Protocol):
 
     def local_path(self, key: str) -> Path:
         """A path whose content is the object's bytes (valid until the object is replaced)."""
+
+
+@runtime_checkable
+class Staging(Protocol):
+    """Optional ability: big files are written on the store's own disk and moved in, not copied.
+
+    ``commit_staged`` takes ownership of a file created in ``staging_dir()`` and publishes it at
+    ``key`` atomically (a rename), using the sha256 the writer already computed as the basis of
+    its ETag, so a large file is written once and hashed once.
+    """
+
+    def staging_dir(self) -> Path:
+        """A private folder on the store's filesystem for files about to be committed."""
+
+    def commit_staged(self, key: str, path: Path, sha256: str) -> ObjectInfo:
+        """Move ``path`` (from ``staging_dir()``, content hashing to ``sha256``) to ``key``."""
 
 
 def write_atomically(dest: Path, chunks: list[bytes] | Iterator[bytes]) -> None:

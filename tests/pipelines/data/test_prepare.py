@@ -78,8 +78,13 @@ def test_split_is_stratified(
     file_store: FileStore, churn_config: DatasetConfig, churn_csv: CsvFactory
 ) -> None:
     upload(file_store, churn_csv(rows=4000))
-    manifest = read_manifest(file_store, "churn", str(prepare(file_store, "churn", churn_config).version))
-    rates = [load_split(file_store, manifest, split)[1].mean() for split in ("train", "validation", "test")]
+    manifest = read_manifest(
+        file_store, "churn", str(prepare(file_store, "churn", churn_config).version)
+    )
+    rates = [
+        load_split(file_store, manifest, split)[1].mean()
+        for split in ("train", "validation", "test")
+    ]
     assert max(rates) - min(rates) < 0.01
 
 
@@ -103,7 +108,10 @@ def test_new_upload_makes_a_new_version_of_all_files(
     upload(file_store, churn_csv("b.csv", rows=1000, seed=2))
     second = prepare(file_store, "churn", churn_config)
     assert second.status == "committed" and second.version != first.version
-    assert [m.version for m in list_versions(file_store, "churn")] == [first.version, second.version]
+    assert [m.version for m in list_versions(file_store, "churn")] == [
+        first.version,
+        second.version,
+    ]
     assert latest_version(file_store, "churn").rows["total"] == 2000
 
 
@@ -112,7 +120,9 @@ def test_changing_the_prep_config_makes_a_new_version(
 ) -> None:
     upload(file_store, churn_csv())
     first = prepare(file_store, "churn", churn_config)
-    changed = churn_config.model_copy(update={"prep": churn_config.prep.model_copy(update={"seed": 1})})
+    changed = churn_config.model_copy(
+        update={"prep": churn_config.prep.model_copy(update={"seed": 1})}
+    )
     assert prepare(file_store, "churn", changed).version != first.version
 
 
@@ -127,8 +137,9 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
     "latin1.csv": (
         "customer_id,signup_date,tenure_months,monthly_charges,total_charges,support_calls,"
         "plan,payment_method,region,contract,last_ticket_text,churned\n"
-        "C1,2025-01-01,3,50.0,150.0,1,basic,card,north,month-to-month,facture erronée,1\n"
-        .encode("latin-1"),
+        "C1,2025-01-01,3,50.0,150.0,1,basic,card,north,month-to-month,facture erronée,1\n".encode(
+            "latin-1"
+        ),
         "encoding",
     ),
     "no-target.csv": (b"customer_id,tenure_months\nC1,3\n", "missing_column"),
@@ -242,9 +253,9 @@ def test_tampered_transformer_is_refused_before_unpickling(
     file_store: FileStore, churn_config: DatasetConfig, churn_csv: CsvFactory
 ) -> None:
     upload(file_store, churn_csv(rows=500))
-    manifest = latest_version(file_store, "churn") if prepare(
-        file_store, "churn", churn_config
-    ) else None
+    manifest = (
+        latest_version(file_store, "churn") if prepare(file_store, "churn", churn_config) else None
+    )
     assert manifest is not None
     transformer = load_transformer(file_store, manifest)
     assert transformer.n_features_out_ == manifest.n_features
@@ -262,10 +273,14 @@ def test_transformer_applies_to_raw_rows_as_an_endpoint_receives_them(
 ) -> None:
     path = churn_csv(rows=1000)
     upload(file_store, path)
-    manifest = read_manifest(file_store, "churn", str(prepare(file_store, "churn", churn_config).version))
+    manifest = read_manifest(
+        file_store, "churn", str(prepare(file_store, "churn", churn_config).version)
+    )
     transformer = load_transformer(file_store, manifest)
     rows = pacsv.read_csv(path).to_pylist()
-    features = transformer.transform([{k: str(v) if v is not None else None for k, v in row.items()} for row in rows[:5]])
+    features = transformer.transform(
+        [{k: str(v) if v is not None else None for k, v in row.items()} for row in rows[:5]]
+    )
     assert features.shape == (5, manifest.n_features)
     assert np.isfinite(features).all()
 
@@ -280,8 +295,11 @@ def _sklearn_dataset(loader: Callable[..., object], target: str) -> pa.Table:
 
 @pytest.mark.parametrize(
     ("loader_name", "task", "score_floor"),
-    [("load_breast_cancer", "classification", 0.95), ("load_wine", "classification", 0.9),
-     ("load_diabetes", "regression", 0.2)],
+    [
+        ("load_breast_cancer", "classification", 0.95),
+        ("load_wine", "classification", 0.9),
+        ("load_diabetes", "regression", 0.2),
+    ],
 )
 def test_real_scikit_learn_datasets_prepare_into_learnable_tensors(
     tmp_path: Path, loader_name: str, task: str, score_floor: float

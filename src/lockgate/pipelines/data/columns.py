@@ -1,7 +1,8 @@
 """Coerce raw columns to the canonical type of their kind.
 
-numeric -> float64, categorical/text/id -> string, datetime -> timestamp[us] (UTC, naive),
-classification target -> string, regression target -> float64.
+numeric -> float64, categorical -> dictionary<int32, string> (compact, fast to one-hot),
+text/id -> string, datetime -> timestamp[us] (UTC, naive), classification target -> string,
+regression target -> float64.
 
 In *strict* mode (preparation) values that cannot be parsed are counted, and more than the
 tolerance rejects the file with an example; in *lenient* mode (serving) they become nulls.
@@ -30,11 +31,14 @@ DATETIME_FORMATS = (
     "%d.%m.%Y",
 )
 TIMESTAMP = pa.timestamp("us")
+CATEGORY = pa.dictionary(pa.int32(), pa.string())
 
 
 def read_type(kind: Kind) -> pa.DataType | None:
     """The type to ask the reader for, or None to let it infer (then coerce)."""
-    return pa.string() if kind in ("categorical", "text", "id", "label") else None
+    if kind == "categorical":
+        return CATEGORY
+    return pa.string() if kind in ("text", "id", "label") else None
 
 
 def coerce(
@@ -58,6 +62,14 @@ def coerce(
         return _numeric(column, name, tolerance)
     if kind == "datetime":
         return _datetime(column, name, tolerance)
+    if kind == "categorical":
+        if column.type == CATEGORY:
+            return column
+        return pc.dictionary_encode(_as_string(column)).cast(CATEGORY)
+    return _as_string(column)
+
+
+def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_string(column.type):
@@ -78,14 +90,19 @@ def _numeric(column: pa.ChunkedArray, name: str, tolerance: float | None) -> pa.
         return pa.chunked_array([pa.nulls(len(column), pa.float64())])
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    if pa.types.is_integer(column.type):
         return column.cast(pa.float64())
+    if pa.types.is_floating(column.type):
+        # inf/-inf/nan are as good as missing: kept, they would poison mean and scale.
+        column = column.cast(pa.float64())
+        return pc.if_else(pc.is_finite(column), column, pa.scalar(None, pa.float64()))
     if pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type):
         return column.cast(pa.float64())
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         column = pc.utf8_trim_whitespace(column)
         valid = pc.match_substring_regex(column, NUMBER)
         return _keep_valid(column, valid, name, tolerance, "is not a number").cast(pa.float64())
+
     raise FileRejected(
         Rejection(
             "unparseable_values",
@@ -113,6 +130,14 @@ def _datetime(column: pa.ChunkedArray, name: str, tolerance: float | None) -> pa
     if not pa.types.is_string(column.type):
         column = column.cast(pa.string())
     trimmed = pc.utf8_trim_whitespace(column)
+    for fast in (pa.timestamp("us"), pa.timestamp("us", "UTC")):
+        try:  # fast path: ISO 8601 throughout (fractional seconds; zones in the second try)
+            parsed_all = trimmed.cast(fast)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return _to_naive_utc(parsed_all) if fast.tz else parsed_all
+    # Per value, several formats; a fractional part is dropped (strptime has no %f).
+    trimmed = pc.replace_substring_regex(trimmed, r"(\d\d:\d\d:\d\d)\.\d+", r"\1")
     # ISO 8601 with a zone (2026-01-02T03:04:05Z, +01:00) first, then common naive formats.
     parsed = None
     for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"):
@@ -128,6 +153,10 @@ def _datetime(column: pa.ChunkedArray, name: str, tolerance: float | None) -> pa
     valid = pc.is_valid(parsed)
     _keep_valid(column, valid, name, tolerance, "is not a date/time")
     return parsed
+
+
+def _to_naive_utc(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.local_timestamp(column).cast(TIMESTAMP)
 
 
 def _keep_valid(

@@ -14,6 +14,7 @@ import logging
 import pickle
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from lockgate.pipelines.data.columns import Kind, coerce, read_type
 from lockgate.pipelines.data.reading import read_raw_file
 from lockgate.pipelines.data.rejection import FileRejected, Rejection
 from lockgate.pipelines.data.split import SPLITS, split_indices
-from lockgate.pipelines.data.tensors import write_safetensors
+from lockgate.pipelines.data.tensors import SafetensorsWriter
 from lockgate.pipelines.data.transformer import TabularTransformer
 from lockgate.pipelines.data.versions import (
     MANIFEST,
@@ -44,11 +45,14 @@ from lockgate.pipelines.data.versions import (
     version_id,
     version_prefix,
 )
-from lockgate.ports.store import LocalPaths, ObjectInfo, Store
+from lockgate.ports.store import LocalPaths, ObjectInfo, Staging, Store
 
 log = logging.getLogger("lockgate.data")
 
 Report = Callable[[str], None]
+
+WRITE_CHUNK_ROWS = 1 << 16
+"""Rows transformed and written at a time: bounds memory to the table plus one chunk."""
 
 
 @dataclass
@@ -93,9 +97,7 @@ def prepare(
     say = report or (lambda message: None)
     sources = raw_sources(store, dataset)
     if not sources:
-        return PrepResult(
-            dataset, "no_raw_files", message=f"no files under {raw_prefix(dataset)}"
-        )
+        return PrepResult(dataset, "no_raw_files", message=f"no files under {raw_prefix(dataset)}")
     version = version_id(dataset, [(s.key, s.etag) for s in sources], config)
     prefix = version_prefix(dataset, version)
     if store.exists(prefix + MANIFEST):
@@ -152,7 +154,8 @@ def _read_sources(
     scratch: Path,
     say: Report,
 ) -> tuple[list[pa.Table], list[SourceFile], list[QuarantinedFile]]:
-    kinds: dict[str, Kind] = dict(config.columns)
+    # id columns are never features: not reading them saves memory and time.
+    kinds: dict[str, Kind] = {name: kind for name, kind in config.columns.items() if kind != "id"}
     kinds[config.target] = "label" if config.task == "classification" else "numeric"
     wanted = {name: read_type(kind) for name, kind in kinds.items()}
     tolerance = config.prep.max_invalid_fraction
@@ -163,7 +166,9 @@ def _read_sources(
         say(f"reading {source.key} ({number}/{len(sources)}, {source.size / 1e6:.1f} MB)")
         with _local_copy(store, source, scratch) as path:
             try:
-                table, malformed = read_raw_file(path, wanted, tolerance)
+                table, malformed = read_raw_file(
+                    path, wanted, tolerance, multiline="text" in kinds.values()
+                )
                 table = pa.table(
                     {
                         name: coerce(table.column(name), kind, name, tolerance)
@@ -289,20 +294,18 @@ def _build_version(
     files: dict[str, FileDigest] = {}
     names = [str(name) for name in transformer.get_feature_names_out()]
     for split in SPLITS:
-        rows = splits[split]
-        say(f"writing {split}.safetensors ({len(rows)} rows x {len(names)} features)")
-        x = np.zeros((len(rows), transformer.n_features_out_), dtype=np.float32)
-        transformer.transform_into(table.take(pa.array(rows)), x)
-        path = scratch / f"{split}.safetensors"
-        digest = write_safetensors(
-            path,
-            {"X": x, "y": y_all[rows]},
+        say(f"writing {split}.safetensors ({len(splits[split])} rows x {len(names)} features)")
+        files[f"{split}.safetensors"] = _write_split(
+            store,
+            prefix,
+            split,
+            splits[split],
+            table,
+            y_all,
+            transformer,
+            scratch,
             {"dataset": dataset, "version": version, "split": split},
         )
-        del x
-        files[path.name] = FileDigest(sha256=digest, size=path.stat().st_size)
-        store.put_file(prefix + path.name, path)
-        path.unlink()
     schema = {
         "dataset": dataset,
         "task": config.task,
@@ -343,6 +346,44 @@ def _build_version(
         files=files,
         prep=config.model_dump(mode="json"),
     )
+
+
+def _write_split(
+    store: Store,
+    prefix: str,
+    split: str,
+    rows: np.ndarray,
+    table: pa.Table,
+    y_all: np.ndarray,
+    transformer: TabularTransformer,
+    scratch: Path,
+    metadata: dict[str, str],
+) -> FileDigest:
+    """Stream one split's tensors to a file in row chunks, then publish it in the store."""
+    width = transformer.n_features_out_
+    folder = store.staging_dir() if isinstance(store, Staging) else scratch
+    path = folder / f"{uuid.uuid4().hex}-{split}.safetensors"
+    layout = {
+        "X": (np.dtype(np.float32), (len(rows), width)),
+        "y": (y_all.dtype, (len(rows),)),
+    }
+    try:
+        with SafetensorsWriter(path, layout, metadata) as writer:
+            for start in range(0, len(rows), WRITE_CHUNK_ROWS):
+                picked = rows[start : start + WRITE_CHUNK_ROWS]
+                x = np.zeros((len(picked), width), dtype=np.float32)  # fresh: the writer reads it
+                transformer.transform_into(table.take(pa.array(picked)), x)
+                writer.write("X", x)
+            writer.write("y", y_all[rows])
+            digest = writer.close()
+        size = path.stat().st_size
+        if isinstance(store, Staging):
+            store.commit_staged(prefix + f"{split}.safetensors", path, digest)
+        else:
+            store.put_file(prefix + f"{split}.safetensors", path)
+    finally:
+        path.unlink(missing_ok=True)
+    return FileDigest(sha256=digest, size=size)
 
 
 def describe(result: PrepResult) -> dict[str, Any]:

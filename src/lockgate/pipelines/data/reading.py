@@ -7,7 +7,9 @@ naming the rule broken, so the file can be quarantined while the others are prep
 from __future__ import annotations
 
 import gzip
+import re
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +46,16 @@ def detect_format(path: Path, head: bytes) -> tuple[str, bool]:
 
 
 def read_raw_file(
-    path: Path, wanted: dict[str, pa.DataType | None], max_invalid_fraction: float
+    path: Path,
+    wanted: dict[str, pa.DataType | None],
+    max_invalid_fraction: float,
+    multiline: bool = True,
 ) -> tuple[pa.Table, int]:
     """Read ``path``, keeping the ``wanted`` columns (typed where a type is given).
+
+    Args:
+        multiline: whether quoted CSV values may hold line breaks (free text does); parsing is
+            faster without.
 
     Returns:
         The table, and the number of malformed rows skipped (CSV rows with a wrong field count).
@@ -59,7 +68,12 @@ def read_raw_file(
         head = handle.read(SNIFF_BYTES)
     if not head:
         raise FileRejected(Rejection("empty", "the file is empty (0 bytes)"))
-    fmt, compressed = detect_format(path, head)
+    try:
+        fmt, compressed = detect_format(path, head)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileRejected(
+            Rejection("unreadable", f"the file looks gzip-compressed but is corrupt: {exc}")
+        ) from None
     if fmt != "parquet" and not compressed and b"\x00" in head:
         raise FileRejected(
             Rejection("binary", "the file holds binary data (NUL bytes), not csv or jsonl text")
@@ -70,7 +84,7 @@ def read_raw_file(
         elif fmt == "jsonl":
             table, malformed = _read_jsonl(path, compressed), 0
         else:
-            table, malformed = _read_csv(path, wanted, compressed, max_invalid_fraction)
+            table, malformed = _read_csv(path, wanted, compressed, max_invalid_fraction, multiline)
     except FileRejected:
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
@@ -100,12 +114,16 @@ def _classify(exc: Exception, fmt: str) -> Rejection:
             "e.g. `iconv -f latin1 -t utf-8`",
         )
     if "Empty CSV file" in text:
-        return Rejection("empty", "the file has no header and no rows")
+        return Rejection("no_rows", "the file has a header but no data rows")
     return Rejection("unreadable", f"cannot read it as {fmt}: {text}")
 
 
 def _read_csv(
-    path: Path, wanted: dict[str, pa.DataType | None], compressed: bool, tolerance: float
+    path: Path,
+    wanted: dict[str, pa.DataType | None],
+    compressed: bool,
+    tolerance: float,
+    multiline: bool,
 ) -> tuple[pa.Table, int]:
     malformed: list[tuple[int | None, str]] = []
     lock = threading.Lock()
@@ -115,36 +133,37 @@ def _read_csv(
             malformed.append((row.number, str(row.text)[:200]))
         return "skip"
 
-    read_options = pacsv.ReadOptions(block_size=16 << 20)
-    parse_options = pacsv.ParseOptions(invalid_row_handler=skip_malformed, newlines_in_values=True)
+    parse_options = pacsv.ParseOptions(
+        invalid_row_handler=skip_malformed, newlines_in_values=multiline
+    )
     # Read the header first so a missing column is reported by name, not as an Arrow error.
     with _open(path, compressed) as source:
         header = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(block_size=1 << 16),
             parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(wanted, pa.string())
-            ),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(wanted, pa.string())),
         ).schema.names
     present = [name for name in wanted if name in header]
-    convert_options = pacsv.ConvertOptions(
-        include_columns=present,
-        column_types={name: kind for name, kind in wanted.items() if kind is not None},
-        null_values=NULL_VALUES,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
-    )
-    with _open(path, compressed) as source:
-        table = pacsv.read_csv(
-            source,
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=convert_options,
-        )
+    types = {name: kind for name, kind in wanted.items() if kind is not None}
+    # Streaming keeps memory at the table plus one block. Types are inferred from the first
+    # block, so a column that turns out to hold text further down fails the conversion: it is
+    # then read as text, and the coercion step counts its unparseable values.
+    for _attempt in range(len(present) + 1):
+        malformed.clear()
+        try:
+            table = _stream_csv(path, compressed, present, types, parse_options)
+            break
+        except pa.ArrowInvalid as exc:
+            column = _failed_column(exc, header)
+            if column is None or types.get(column) == pa.string():
+                raise
+            types[column] = pa.string()
+    else:  # pragma: no cover - every column was retried as text, which always converts
+        raise FileRejected(Rejection("unreadable", "no column type could read the file"))
     total = table.num_rows + len(malformed)
     if malformed and len(malformed) > tolerance * total:
-        number, text = min(malformed, key=lambda item: item[0] or 0)
+        number, text = _first_malformed(path, compressed, parse_options.newlines_in_values)
         raise FileRejected(
             Rejection(
                 "malformed_rows",
@@ -157,10 +176,65 @@ def _read_csv(
     return table, len(malformed)
 
 
+def _first_malformed(path: Path, compressed: bool, multiline: bool) -> tuple[int | None, str]:
+    """Line number and text of the first malformed row: a single-threaded rescan, since the
+    threaded reader does not know line numbers (only run when a file is rejected)."""
+    found: list[tuple[int | None, str]] = []
+
+    def first(row: Any) -> str:
+        if not found:
+            found.append((row.number, str(row.text)[:200]))
+        return "skip"
+
+    with _open(path, compressed) as source:
+        pacsv.read_csv(
+            source,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=first, newlines_in_values=multiline
+            ),
+            convert_options=pacsv.ConvertOptions(include_columns=[]),
+        )
+    return found[0] if found else (None, "")
+
+
+def _stream_csv(
+    path: Path,
+    compressed: bool,
+    present: list[str],
+    types: dict[str, pa.DataType],
+    parse_options: pacsv.ParseOptions,
+) -> pa.Table:
+    convert_options = pacsv.ConvertOptions(
+        include_columns=present,
+        column_types=types,
+        null_values=NULL_VALUES,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    with _open(path, compressed) as source:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+        return reader.read_all()
+
+
+def _failed_column(exc: Exception, header: list[str]) -> str | None:
+    """The column named in an Arrow CSV conversion error ("In CSV column #3: ...")."""
+    match = re.search(r"CSV column #(\d+)", str(exc))
+    if match is None or "conversion error" not in str(exc):
+        return None
+    index = int(match.group(1))
+    return header[index] if index < len(header) else None
+
+
 def _open(path: Path, compressed: bool) -> Any:
     if compressed:
         return pa.CompressedInputStream(pa.OSFile(str(path)), "gzip")
-    return pa.memory_map(str(path))
+    return pa.OSFile(str(path))
 
 
 def _read_parquet(path: Path, wanted: dict[str, pa.DataType | None]) -> pa.Table:
@@ -170,4 +244,7 @@ def _read_parquet(path: Path, wanted: dict[str, pa.DataType | None]) -> pa.Table
 
 def _read_jsonl(path: Path, compressed: bool) -> pa.Table:
     with _open(path, compressed) as source:
-        return pajson.read_json(source)
+        table = pajson.read_json(source)
+    # The JSON reader does not check string bytes; a full validation finds non-UTF-8 text.
+    table.validate(full=True)
+    return table

@@ -23,7 +23,7 @@ class Rejection:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
 
-class FileRejected(Exception):  # noqa: N818 - reads as "the file was rejected"
+class FileRejected(Exception):
     """Raised while reading or validating one raw file; the file goes to quarantine."""
 
     def __init__(self, rejection: Rejection) -> None:

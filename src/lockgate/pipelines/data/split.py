@@ -24,8 +24,8 @@ def split_indices(
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     for group in groups:
         shuffled = rng.permutation(group)
-        n_test = int(round(len(shuffled) * test_fraction))
-        n_validation = int(round(len(shuffled) * validation_fraction))
+        n_test = round(len(shuffled) * test_fraction)
+        n_validation = round(len(shuffled) * validation_fraction)
         parts["test"].append(shuffled[:n_test])
         parts["validation"].append(shuffled[n_test : n_test + n_validation])
         parts["train"].append(shuffled[n_test + n_validation :])

@@ -1,8 +1,11 @@
 """The fitted transformer: raw columns in, a float32 feature matrix out.
 
-It is a scikit-learn estimator (``fit``/``transform``/``get_feature_names_out``) built for
-Arrow tables, so preparation never round-trips through pandas or Python objects. It is what
-``transformer.pkl`` holds, and what an endpoint applies to request rows before the model.
+It follows scikit-learn's transformer API (``fit``/``transform``/``fit_transform``/
+``get_feature_names_out``/``get_params``/``set_params``, so ``sklearn.base.clone`` and
+``Pipeline`` accept it) but is built on Arrow tables, so preparation never round-trips through
+pandas or Python objects, and it does not import scikit-learn (two seconds of start-up) unless
+a text column needs its TF-IDF vectorizer. It is what ``transformer.pkl`` holds, and what an
+endpoint applies to request rows before the model.
 
 Per column kind:
 
@@ -26,8 +29,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.base import BaseEstimator, TransformerMixin
-
 from lockgate.pipelines.data.columns import Kind, coerce
 
 TRANSFORM_CHUNK = 1 << 16
@@ -87,11 +88,20 @@ class _Categorical:
         ]
 
     def write(self, column: pa.ChunkedArray, out: np.ndarray) -> None:
-        index = pc.index_in(column, value_set=pa.array(self.categories, pa.string()))
-        codes = pc.fill_null(index, len(self.categories)).to_numpy(zero_copy_only=False)
-        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
-        codes = np.where(missing, len(self.categories) + 1, codes)
-        out[np.arange(len(codes)), codes] = 1.0
+        known = pa.array(self.categories, pa.string())
+        other, missing = len(self.categories), len(self.categories) + 1
+        start = 0
+        for chunk in column.chunks:
+            # Map the chunk's (small) dictionary to output columns once, then index by code.
+            mapping = pc.fill_null(pc.index_in(chunk.dictionary, value_set=known), other)
+            lookup = np.append(mapping.to_numpy(zero_copy_only=False), other)
+            indices = pc.fill_null(chunk.indices, len(chunk.dictionary))
+            codes = lookup[indices.to_numpy(zero_copy_only=False)]
+            if chunk.null_count:
+                codes = np.where(chunk.is_null().to_numpy(zero_copy_only=False), missing, codes)
+            rows = np.arange(start, start + len(chunk))
+            out[rows, codes] = 1.0
+            start += len(chunk)
 
 
 @dataclass
@@ -123,6 +133,13 @@ class _Text:
         if hasattr(vectorizer, "stop_words_"):
             delattr(vectorizer, "stop_words_")
         self.vectorizer = vectorizer
+
+    def __getstate__(self) -> dict[str, Any]:
+        # scikit-learn stores id(stop_words) on every transform, a memory address: without
+        # dropping it, transformer.pkl would differ from process to process.
+        if self.vectorizer is not None:
+            self.vectorizer.__dict__.pop("_stop_words_id", None)
+        return dict(self.__dict__)
 
     def names(self) -> list[str]:
         if self.vectorizer is None:
@@ -177,7 +194,7 @@ def _days(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(micros, dtype=np.float64) / MICROS_PER_DAY
 
 
-class TabularTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class TabularTransformer:
     """Raw table -> float32 features, fitted on training rows only.
 
     Args:
@@ -208,8 +225,36 @@ class TabularTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.text_fit_rows = text_fit_rows
         self.seed = seed
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments (scikit-learn's estimator protocol)."""
+        return {
+            "columns": dict(self.columns),
+            "target": self.target,
+            "task": self.task,
+            "rare_min_frequency": self.rare_min_frequency,
+            "max_categories": self.max_categories,
+            "text_max_features": self.text_max_features,
+            "text_fit_rows": self.text_fit_rows,
+            "seed": self.seed,
+        }
+
+    def set_params(self, **params: Any) -> TabularTransformer:
+        for name, value in params.items():
+            if name not in self.get_params():
+                raise ValueError(f"TabularTransformer has no parameter '{name}'")
+            setattr(self, name, value)
+        return self
+
+    def fit_transform(self, rows: Any, y: Any = None) -> np.ndarray:
+        return self.fit(rows).transform(rows)
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{name}={kind}" for name, kind in self.columns.items())
+        return f"TabularTransformer(target={self.target!r}, task={self.task!r}, columns=[{kinds}])"
+
     def fit(self, table: pa.Table, y: Any = None) -> TabularTransformer:
-        """Fit every column's encoder on ``table`` (training rows, canonical types)."""
+        """Fit every column's encoder on ``table`` (training rows; any form ``transform`` takes)."""
+        table = self._as_table(table)
         encoders: list[Any] = []
         for name, kind in self.columns.items():
             if kind == "id":
@@ -280,7 +325,7 @@ class TabularTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         elif isinstance(rows, Mapping):
             table = pa.table(dict(rows))
         elif isinstance(rows, Sequence):
-            table = pa.Table.from_pylist(list(rows))
+            table = _table_from_rows(list(rows), list(self.columns))
         else:
             table = pa.Table.from_pandas(rows, preserve_index=False)
         columns = {}
@@ -294,6 +339,19 @@ class TabularTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             coerce_kind: Kind = kind  # type: ignore[assignment]
             columns[name] = coerce(column, coerce_kind, name, tolerance=None)
         return pa.table(columns) if columns else pa.table({"_": pa.nulls(table.num_rows)})
+
+
+def _table_from_rows(rows: list[Any], names: list[str]) -> pa.Table:
+    """Request rows (dicts) as a table; a column mixing numbers and strings becomes strings,
+    which the per-kind coercion then parses."""
+    columns = {}
+    for name in names:
+        values = [row.get(name) if isinstance(row, Mapping) else None for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.table(columns) if columns else pa.table({"_": pa.nulls(len(rows))})
 
 
 def _class_order(value: str) -> tuple[int, float, str]:

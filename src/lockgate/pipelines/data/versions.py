@@ -151,7 +151,9 @@ def read_verified(store: Store, manifest: Manifest, name: str) -> bytes:
     try:
         data = store.get(key)
     except ObjectNotFound:
-        raise IntegrityError(f"{key} is listed in its manifest but missing from the store") from None
+        raise IntegrityError(
+            f"{key} is listed in its manifest but missing from the store"
+        ) from None
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected.sha256:
         raise IntegrityError(

@@ -1,0 +1,62 @@
+"""``lockgate demo``: the lifecycle on generated data, in a workspace a user can explore after."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import assert_ok, data_versions, run_cli
+
+pytestmark = pytest.mark.slow
+
+DEMO = ["demo", "--workspace", "W", "--rows", "500"]
+STATUS = re.compile(r"^(committed|exists) churn (dv-[0-9a-f]{16})", re.MULTILINE)
+
+
+def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path) -> None:
+    out = assert_ok(run_cli(DEMO, tmp_path, timeout=120)).stdout
+
+    workspace = tmp_path / "W"
+    assert (workspace / "lockgate.toml").is_file()
+    (status,) = STATUS.findall(out)
+    assert status[0] == "committed"
+    (manifest,) = data_versions(workspace)
+    assert manifest["version"] == status[1]
+    assert manifest["rows"]["total"] == 2 * 500
+    assert sorted(source["key"] for source in manifest["sources"]) == [
+        "raw/churn/churn-2026-01.csv",
+        "raw/churn/churn-2026-02.csv.gz",
+    ]
+    (quarantined,) = manifest["quarantined"]
+    assert quarantined["key"] == "raw/churn/churn-broken-export.csv"
+    assert quarantined["rule"] == "missing_column"
+    folder = workspace / ".lockgate" / "dev" / "store" / quarantined["location"]
+    broken = workspace / "data" / "churn-broken-export.csv"
+    assert (folder / broken.name).read_bytes() == broken.read_bytes()
+    error = json.loads((folder / "error.json").read_text(encoding="utf-8"))
+    assert error["file"] == "raw/churn/churn-broken-export.csv"
+    assert error["rule"] == "missing_column"
+
+
+def test_demo_run_again_finds_the_version_exists(tmp_path: Path) -> None:
+    first = assert_ok(run_cli(DEMO, tmp_path, timeout=120)).stdout
+    second = assert_ok(run_cli(DEMO, tmp_path, timeout=120)).stdout
+
+    ((_, version),) = STATUS.findall(first)
+    assert STATUS.findall(second) == [("exists", version)]
+    assert len(data_versions(tmp_path / "W")) == 1
+
+
+def test_demo_fresh_starts_from_an_empty_workspace(tmp_path: Path) -> None:
+    assert_ok(run_cli(DEMO, tmp_path, timeout=120))
+    stray = tmp_path / "W" / "notes.txt"
+    stray.write_text("left from last time", encoding="utf-8")
+
+    out = assert_ok(run_cli([*DEMO, "--fresh"], tmp_path, timeout=120)).stdout
+
+    assert not stray.exists()
+    assert [status for status, _ in STATUS.findall(out)] == ["committed"]
+    assert len(data_versions(tmp_path / "W")) == 1
