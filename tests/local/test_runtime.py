@@ -165,7 +165,8 @@ def test_a_handler_failure_is_reported_and_the_runtime_keeps_going(
 
     assert failed.result is None
     assert failed.error is not None
-    assert "processed" in failed.error
+    assert failed.error.startswith("StoreError: "), failed.error
+    assert "processed/churn/" in failed.error
     assert failed.keys == ["raw/churn/churn.csv"]
 
     blocker.unlink()

@@ -102,23 +102,12 @@ def test_short_repeated_strings_are_categorical(tmp_path: Path) -> None:
     assert columns["segment"] == "categorical"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (minor): inference.py reads the csv sample with type inference, so zero-padded "
-    "codes ('007', '010') become int64 and are inferred 'numeric', losing the leading zeros",
-)
 def test_zero_padded_codes_are_categorical(tmp_path: Path) -> None:
     _, columns = infer_schema(codes_csv(tmp_path), "y")
 
     assert columns["branch"] == "categorical"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: inference.py _sample reads non-csv files with read_raw_file(path, {}, 1.0), "
-    "which returns table.select([]) (no columns), so every parquet/jsonl file fails with "
-    "'has no column ... (columns: )'",
-)
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_parquet_and_jsonl_samples_infer_like_csv(tmp_path: Path, fmt: str) -> None:
     table = generate_churn(500, seed=3)

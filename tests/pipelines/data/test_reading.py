@@ -288,11 +288,6 @@ def test_malformed_rows_above_tolerance_reject_with_the_offending_text(tmp_path:
     assert rejection.value == "2,y,EXTRA"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: reading.py _read_csv sets Rejection.row to pyarrow's row.number, the file "
-    "line with the header counted (3 here); Rejection.row is documented as the data row (2)",
-)
 def test_malformed_rows_rejection_names_the_row(tmp_path: Path) -> None:
     path = tmp_path / "ragged.csv"
     path.write_text("a,b\n1,x\n2,y,EXTRA\n3,z\n4\n")

@@ -136,21 +136,12 @@ def test_numeric_is_imputed_with_the_training_median_and_standardised() -> None:
     assert train[:, 1].tolist() == [0, 0, 0, 0, 0, 1, 0, 1]
 
 
-MIXED_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: transformer.py _as_table builds a dict of lists with pa.table() and a "
-    "DataFrame with pa.Table.from_pandas(), which raise ArrowInvalid when a column mixes numbers "
-    "and strings (list-of-dicts input already falls back to strings)",
-    raises=(pa.ArrowInvalid, pa.ArrowTypeError),
-)
-
-
 @pytest.mark.parametrize(
     "shape",
     [
         "list of dicts",
-        pytest.param("dict of lists", marks=MIXED_BUG),
-        pytest.param("pandas", marks=MIXED_BUG),
+        pytest.param("dict of lists"),
+        pytest.param("pandas"),
     ],
 )
 def test_columns_mixing_numbers_and_strings_are_transformed(shape: str) -> None:

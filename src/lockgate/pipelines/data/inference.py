@@ -29,13 +29,21 @@ def infer_schema(path: Path, target: str) -> tuple[str, dict[str, str]]:
             f"{path} has no column '{target}' to use as target "
             f"(columns: {', '.join(table.column_names)})"
         )
-    columns = {
-        name: infer_kind(name, table.column(name)) for name in table.column_names if name != target
-    }
+    integers = [n for n in table.column_names if pa.types.is_integer(table.schema.field(n).type)]
+    # Arrow reads "007" as the integer 7: look at integer columns as text to keep such codes.
+    as_text = _sample(path, as_text=integers) if integers else None
+    columns = {}
+    for name in table.column_names:
+        if name == target:
+            continue
+        column = table.column(name)
+        if as_text is not None and name in integers and _zero_padded(as_text.column(name)):
+            column = as_text.column(name)
+        columns[name] = infer_kind(name, column)
     return infer_task(table.column(target)), columns
 
 
-def _sample(path: Path) -> pa.Table:
+def _sample(path: Path, as_text: list[str] | None = None) -> pa.Table:
     with open(path, "rb") as handle:
         head = handle.read(4096)
     fmt, compressed = detect_format(path, head)
@@ -50,7 +58,9 @@ def _sample(path: Path) -> pa.Table:
                 reader = pacsv.open_csv(
                     source,
                     convert_options=pacsv.ConvertOptions(
-                        null_values=NULL_VALUES, strings_can_be_null=True
+                        null_values=NULL_VALUES,
+                        strings_can_be_null=True,
+                        column_types=dict.fromkeys(as_text or [], pa.string()),
                     ),
                 )
                 batches = []
@@ -66,7 +76,7 @@ def _sample(path: Path) -> pa.Table:
     from lockgate.pipelines.data.rejection import FileRejected
 
     try:
-        table, _ = read_raw_file(path, {}, 1.0)
+        table, _ = read_raw_file(path, {}, 1.0)  # no wanted columns: every column
     except FileRejected as rejected:
         raise ConfigError(f"cannot read {path}: {rejected.rejection.message}") from None
     return table
@@ -84,6 +94,8 @@ def infer_kind(name: str, column: pa.ChunkedArray) -> str:
         return "categorical"
     if pa.types.is_integer(kind):
         return "id" if ID_NAME.search(name) and unique_share > 0.9 else "numeric"
+    if _zero_padded(present):
+        return "id" if unique_share > 0.9 else "categorical"
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return "numeric"
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
@@ -100,6 +112,16 @@ def infer_kind(name: str, column: pa.ChunkedArray) -> str:
     if spaces >= 2 or mean_length > 30:
         return "text"
     return "categorical"
+
+
+def _zero_padded(values: pa.ChunkedArray) -> bool:
+    """Codes like "007": digits that a number type would strip of their leading zeros."""
+    present = values.drop_null()
+    if not pa.types.is_string(values.type) or not len(present):
+        return False
+    digits = pc.match_substring_regex(present, r"^\d+$")
+    padded = pc.match_substring_regex(present, r"^0\d")
+    return bool(pc.all(digits).as_py()) and bool(pc.any(padded).as_py())
 
 
 def infer_task(target: pa.ChunkedArray) -> str:

@@ -102,7 +102,7 @@ def read_raw_file(
         )
     if table.num_rows == 0:
         raise FileRejected(Rejection("no_rows", "the file has a header but no data rows"))
-    return table.select(list(wanted)), malformed
+    return (table if not wanted else table.select(list(wanted))), malformed
 
 
 def _classify(exc: Exception, fmt: str) -> Rejection:
@@ -169,7 +169,7 @@ def _read_csv(
                 "malformed_rows",
                 f"{len(malformed)} of {total} rows have the wrong number of fields "
                 f"(tolerance {tolerance:.1%}); first at line {number}: {text!r}",
-                row=number,
+                row=number - 1 if number is not None else None,
                 value=text,
             )
         )
@@ -238,6 +238,8 @@ def _open(path: Path, compressed: bool) -> Any:
 
 
 def _read_parquet(path: Path, wanted: dict[str, pa.DataType | None]) -> pa.Table:
+    if not wanted:
+        return pq.read_table(path)
     names = pq.read_schema(path).names
     return pq.read_table(path, columns=[name for name in wanted if name in names])
 

@@ -323,11 +323,11 @@ class TabularTransformer:
         if isinstance(rows, pa.Table):
             table = rows
         elif isinstance(rows, Mapping):
-            table = pa.table(dict(rows))
+            table = pa.table({name: _column(list(values)) for name, values in rows.items()})
         elif isinstance(rows, Sequence):
             table = _table_from_rows(list(rows), list(self.columns))
-        else:
-            table = pa.Table.from_pandas(rows, preserve_index=False)
+        else:  # a pandas DataFrame; object columns may mix numbers and strings
+            table = pa.table({str(name): _column(list(rows[name])) for name in rows.columns})
         columns = {}
         for name, kind in self.columns.items():
             if kind == "id":
@@ -344,14 +344,24 @@ class TabularTransformer:
 def _table_from_rows(rows: list[Any], names: list[str]) -> pa.Table:
     """Request rows (dicts) as a table; a column mixing numbers and strings becomes strings,
     which the per-kind coercion then parses."""
-    columns = {}
-    for name in names:
-        values = [row.get(name) if isinstance(row, Mapping) else None for row in rows]
-        try:
-            columns[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    columns = {
+        name: _column([row.get(name) if isinstance(row, Mapping) else None for row in rows])
+        for name in names
+    }
     return pa.table(columns) if columns else pa.table({"_": pa.nulls(len(rows))})
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """Values as an Arrow array; mixed numbers and strings become strings (parsed later)."""
+    values = [None if _is_missing(value) else value for value in values]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _class_order(value: str) -> tuple[int, float, str]:
