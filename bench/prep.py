@@ -20,7 +20,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -34,35 +33,7 @@ BIN = Path(sys.executable).parent
 NUMERIC = 12
 CATEGORIES = {"plan": 4, "region": 12, "channel": 6, "device": 30}
 
-NAIVE = textwrap.dedent(
-    """
-    import pickle, sys
-    import numpy as np, pandas as pd
-    from safetensors.numpy import save_file
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    src, out, numeric, categorical = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(",")
-    frame = pd.read_csv(src)
-    frame = frame.dropna(subset=["target"])
-    y = frame.pop("target").to_numpy()
-    rest, test, y_rest, y_test = train_test_split(frame, y, test_size=0.15, stratify=y, random_state=42)
-    train, val, y_train, y_val = train_test_split(rest, y_rest, test_size=0.15 / 0.85, stratify=y_rest, random_state=42)
-    transformer = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-        ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=0.001, sparse_output=False), categorical),
-    ])
-    transformer.fit(train)
-    for name, part, labels in (("train", train, y_train), ("validation", val, y_val), ("test", test, y_test)):
-        save_file({"X": transformer.transform(part).astype(np.float32), "y": labels.astype(np.int64)}, f"{out}/{name}.safetensors")
-    with open(f"{out}/transformer.pkl", "wb") as handle:
-        pickle.dump(transformer, handle)
-    """
-)
-
+NAIVE = HERE / "naive_prep.py"
 READ_ONLY = "import sys, pyarrow.csv as c; t = c.read_csv(sys.argv[1]); print(t.num_rows)"
 
 
@@ -116,7 +87,9 @@ def lockgate_project(csv: Path) -> Path:
     )
     subprocess.run(
         [str(BIN / "lockgate"), "put", str(csv), "--dataset", "bench"],
-        cwd=project, check=True, stdout=subprocess.DEVNULL,
+        cwd=project,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return project
 
@@ -149,24 +122,35 @@ def main() -> None:
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
                 numeric = ",".join(f"x{i}" for i in range(NUMERIC))
-                command = [sys.executable, "-c", NAIVE, str(csv), str(out), numeric, ",".join(CATEGORIES)]
+                command = [
+                    sys.executable,
+                    "-c",
+                    NAIVE,
+                    str(csv),
+                    str(out),
+                    numeric,
+                    ",".join(CATEGORIES),
+                ]
                 runs.append(run_measured(command, WORK))
         results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
 
     print(f"\n{'tool':<24}{'seconds':>10}{'MB/s':>10}{'peak RSS MB':>14}{'RSS / file':>12}")
     for name, (seconds, rss) in results.items():
-        print(f"{name:<24}{seconds:>10.2f}{size_mb / seconds:>10.1f}{rss:>14.0f}{rss / size_mb:>12.2f}")
+        row = f"{name:<24}{seconds:>10.2f}{size_mb / seconds:>10.1f}"
+        print(f"{row}{rss:>14.0f}{rss / size_mb:>12.2f}")
     arrow, ours, naive = (results[n][0] for n in results)
     print(f"\nlockgate throughput / pyarrow read throughput: {arrow / ours:.2f}  (target >= 0.33)")
     print(f"naive script time / lockgate time:            {naive / ours:.2f}  (target >= 3)")
-    print(f"lockgate peak RSS / file size:                {results['lockgate data prep'][1] / size_mb:.2f}  (target < 3)")
+    ours_rss = results["lockgate data prep"][1] / size_mb
+    print(f"lockgate peak RSS / file size:                {ours_rss:.2f}  (target < 3)")
 
     helps = []
     for _ in range(5):
         started = time.perf_counter()
         subprocess.run([str(BIN / "lockgate"), "--help"], check=True, stdout=subprocess.DEVNULL)
         helps.append(time.perf_counter() - started)
-    print(f"lockgate --help wall time (median of 5):       {statistics.median(helps):.3f} s  (target < 0.3)")
+    median = statistics.median(helps)
+    print(f"lockgate --help wall time (median of 5):       {median:.3f} s  (target < 0.3)")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,8 @@ def init(
 ) -> None:
     """Write lockgate.toml for a dataset, with its schema inferred from a sample file."""
     from lockgate.cli.project import render_config
-    from lockgate.pipelines.data.inference import infer_schema
-
     from lockgate.config import config_path
+    from lockgate.pipelines.data.inference import infer_schema
 
     context: Context = ctx.obj
     path = config_path(context.config)

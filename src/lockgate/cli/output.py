@@ -19,7 +19,7 @@ from rich.progress import (
 
 # Piped output is not cut to 80 columns: tables stay one row per line for grep and tests.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def human_size(size: float) -> str:

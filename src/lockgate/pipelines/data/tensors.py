@@ -67,7 +67,7 @@ class SafetensorsWriter:
         encoded += b" " * (-len(encoded) % 8)
         self.size = 8 + len(encoded) + offset
         self._digest = hashlib.sha256()
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "wb")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="safetensors")
         self._pending: Future[None] | None = None
         self._submit(struct.pack("<Q", len(encoded)) + encoded)

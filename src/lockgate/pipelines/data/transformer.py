@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from lockgate.pipelines.data.columns import Kind, coerce
 
 TRANSFORM_CHUNK = 1 << 16
