@@ -122,15 +122,8 @@ def main() -> None:
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
                 numeric = ",".join(f"x{i}" for i in range(NUMERIC))
-                command = [
-                    sys.executable,
-                    "-c",
-                    NAIVE,
-                    str(csv),
-                    str(out),
-                    numeric,
-                    ",".join(CATEGORIES),
-                ]
+                command = [sys.executable, str(NAIVE), str(csv), str(out), numeric]
+                command.append(",".join(CATEGORIES))
                 runs.append(run_measured(command, WORK))
         results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
 

@@ -95,7 +95,10 @@ def _numeric(column: pa.ChunkedArray, name: str, tolerance: float | None) -> pa.
     if pa.types.is_floating(column.type):
         # inf/-inf/nan are as good as missing: kept, they would poison mean and scale.
         column = column.cast(pa.float64())
-        return pc.if_else(pc.is_finite(column), column, pa.scalar(None, pa.float64()))
+        finite = pc.is_finite(column)
+        if pc.all(finite).as_py() is not False:  # the common case: nothing to copy
+            return column
+        return pc.if_else(finite, column, pa.scalar(None, pa.float64()))
     if pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type):
         return column.cast(pa.float64())
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

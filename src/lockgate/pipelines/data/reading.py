@@ -22,6 +22,7 @@ from lockgate.pipelines.data.rejection import FileRejected, Rejection
 
 NULL_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "none", "#N/A"]
 SNIFF_BYTES = 64 * 1024
+PIECE_BYTES = 32 << 20
 FORMATS = ("csv", "parquet", "jsonl")
 
 
@@ -146,6 +147,9 @@ def _read_csv(
         ).schema.names
     present = [name for name in wanted if name in header]
     types = {name: kind for name, kind in wanted.items() if kind is not None}
+    if not multiline and not compressed:
+        table = _read_in_pieces(path, header, present, types, parse_options)
+        return _check_malformed(path, compressed, parse_options, table, malformed, tolerance)
     # Streaming keeps memory at the table plus one block. Types are inferred from the first
     # block, so a column that turns out to hold text further down fails the conversion: it is
     # then read as text, and the coercion step counts its unparseable values.
@@ -161,6 +165,17 @@ def _read_csv(
             types[column] = pa.string()
     else:  # pragma: no cover - every column was retried as text, which always converts
         raise FileRejected(Rejection("unreadable", "no column type could read the file"))
+    return _check_malformed(path, compressed, parse_options, table, malformed, tolerance)
+
+
+def _check_malformed(
+    path: Path,
+    compressed: bool,
+    parse_options: pacsv.ParseOptions,
+    table: pa.Table,
+    malformed: list[tuple[int | None, str]],
+    tolerance: float,
+) -> tuple[pa.Table, int]:
     total = table.num_rows + len(malformed)
     if malformed and len(malformed) > tolerance * total:
         number, text = _first_malformed(path, compressed, parse_options.newlines_in_values)
@@ -196,6 +211,77 @@ def _first_malformed(path: Path, compressed: bool, multiline: bool) -> tuple[int
             convert_options=pacsv.ConvertOptions(include_columns=[]),
         )
     return found[0] if found else (None, "")
+
+
+def _read_in_pieces(
+    path: Path,
+    header: list[str],
+    present: list[str],
+    types: dict[str, pa.DataType],
+    parse_options: pacsv.ParseOptions,
+) -> pa.Table:
+    """Read the file as consecutive pieces of whole lines, each with the threaded reader.
+
+    Arrow's threaded ``read_csv`` is about three times faster than its streaming reader, but
+    holds the whole input plus the parsed table at its peak. Pieces of PIECE_BYTES keep that
+    peak to one piece while keeping its speed. Only for files without line breaks inside
+    quoted values (no text columns), since a piece boundary must be a line boundary, and
+    only uncompressed ones, since pieces are cut by seeking.
+    Each piece infers its own types; pieces that disagree (a column of numbers that turns to
+    text further down) are joined as text, and the coercion step then counts bad values.
+    """
+    convert_options = pacsv.ConvertOptions(
+        include_columns=present,
+        column_types=types,
+        null_values=NULL_VALUES,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    pieces: list[pa.Table] = []
+    with pa.OSFile(str(path)) as source:
+        for number, (start, end) in enumerate(_line_ranges(source, source.size())):
+            pieces.append(
+                pacsv.read_csv(
+                    pa.BufferReader(source.read_at(end - start, start)),
+                    read_options=pacsv.ReadOptions(
+                        column_names=header, skip_rows=0 if number else 1, block_size=1 << 20
+                    ),
+                    parse_options=parse_options,
+                    convert_options=convert_options,
+                )
+            )
+    if not pieces:
+        return pa.table({name: pa.array([], pa.string()) for name in present})
+    return _concat_pieces(pieces)
+
+
+def _line_ranges(source: pa.NativeFile, size: int) -> list[tuple[int, int]]:
+    """Byte ranges of about PIECE_BYTES that start and end on line boundaries."""
+    cuts = [0]
+    while cuts[-1] + PIECE_BYTES < size:
+        probe = cuts[-1] + PIECE_BYTES
+        window = bytes(source.read_at(min(1 << 20, size - probe), probe))
+        newline = window.find(b"\n")
+        if newline < 0:  # a line longer than the window: let this piece run to the end
+            break
+        cuts.append(probe + newline + 1)
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def _concat_pieces(pieces: list[pa.Table]) -> pa.Table:
+    try:
+        return pa.concat_tables(pieces, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    # Pieces inferred different types for a column: join that column as text.
+    names = pieces[0].column_names
+    mixed = {n for n in names if len({str(p.schema.field(n).type) for p in pieces}) > 1}
+    fixed = [
+        pa.table({n: p.column(n).cast(pa.string()) if n in mixed else p.column(n) for n in names})
+        for p in pieces
+    ]
+    return pa.concat_tables(fixed, promote_options="permissive")
 
 
 def _stream_csv(
