@@ -85,7 +85,15 @@ class EnvConfig(_Strict):
 class RuntimeConfig(_Strict):
     """The local event runtime (`lockgate up`)."""
 
-    poll_interval: float = Field(0.25, gt=0.0, le=60.0)
+    poll_interval: float | None = Field(
+        None, gt=0.0, le=60.0, description="seconds between listings; default by store"
+    )
+
+    def interval_for(self, store_uri: str) -> float:
+        """The configured interval, else 0.1 s for a folder and 1 s for S3 (LIST costs money)."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return 0.1 if store_uri.startswith("file://") else 1.0
 
 
 class FileConfig(_Strict):

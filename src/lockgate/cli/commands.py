@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from lockgate.cli.app import Context, app, data_app
 from lockgate.cli.output import console, err, human_size, stage, transfer_progress
-from lockgate.errors import ConfigError, LockgateError
+from lockgate.errors import ConfigError
 
 
 @app.command()
@@ -239,13 +239,11 @@ def up(ctx: typer.Context) -> None:
         for key, reason in dispatch.result.ignored:
             console.print(f"  ignored {key}: {reason}")
 
-    interval = settings.file.runtime.poll_interval
+    interval = settings.file.runtime.interval_for(store.uri)
+    runtime.warm_up()
     console.print(
         f"lockgate up: watching {store.uri} raw/ every {interval:g}s for "
         f"{', '.join(sorted(settings.datasets))} (Ctrl-C to stop)"
     )
-    try:
-        runtime.run(stop, interval, show)
-    except LockgateError:
-        raise
+    runtime.run(stop, interval, show)
     console.print("lockgate up: stopped")

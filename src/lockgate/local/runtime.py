@@ -51,6 +51,13 @@ class Runtime:
         self._dispatched: dict[str, str] = {}
         self._pending: dict[str, str] = {}
 
+    def warm_up(self) -> None:
+        """Import what preparation needs now, so the first upload is not slowed by it."""
+        import lockgate.pipelines.data.prepare  # noqa: F401 - imported for its side effect
+
+        if any("text" in config.columns.values() for config in self.datasets.values()):
+            import sklearn.feature_extraction.text  # noqa: F401 - the TF-IDF vectorizer
+
     def poll(self) -> Dispatch | None:
         """List ``raw/`` once; dispatch the objects that are new and stable. None if none."""
         current = {info.key: info for info in self.store.list(WATCHED)}

@@ -460,3 +460,22 @@ def test_file_without_extension_is_read_by_content(tmp_path: Path) -> None:
 
     assert table.num_rows == len(ROWS)
     assert table.column_names == list(KINDS)
+
+
+def test_a_column_that_turns_to_text_in_a_later_piece_is_read_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockgate.pipelines.data import reading
+
+    monkeypatch.setattr(reading, "PIECE_BYTES", 2048)  # many pieces from a small file
+    rows = [f"{i},{i * 0.5},c{i % 3}" for i in range(2000)]
+    rows[1500] = "1500,oops,c0"
+    path = tmp_path / "late.csv"
+    path.write_text("id,a,b\n" + "\n".join(rows) + "\n")
+
+    table, malformed = reading.read_raw_file(path, {"a": None, "b": pa.string()}, 0.01, False)
+
+    assert malformed == 0 and table.num_rows == 2000
+    assert table.schema.field("a").type == pa.string()
+    values = coerce(table.column("a"), "numeric", "a", 0.01)
+    assert values.null_count == 1 and values[1501].as_py() == 750.5

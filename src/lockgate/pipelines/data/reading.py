@@ -7,6 +7,7 @@ naming the rule broken, so the file can be quarantined while the others are prep
 from __future__ import annotations
 
 import gzip
+import itertools
 import re
 import threading
 import zlib
@@ -90,9 +91,17 @@ def read_raw_file(
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise FileRejected(_classify(exc, fmt)) from None
-    missing = [name for name in wanted if name not in table.column_names]
+    _check_columns(wanted, table.column_names)
+    if table.num_rows == 0:
+        raise FileRejected(Rejection("no_rows", "the file has a header but no data rows"))
+    return (table if not wanted else table.select(list(wanted))), malformed
+
+
+def _check_columns(wanted: dict[str, pa.DataType | None], names: list[str]) -> None:
+    """Reject the file if a wanted column is missing, showing the columns it does have."""
+    missing = [name for name in wanted if name not in names]
     if missing:
-        found = ", ".join(table.column_names[:12]) or "none"
+        found = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") or "none"
         raise FileRejected(
             Rejection(
                 "missing_column",
@@ -101,9 +110,6 @@ def read_raw_file(
                 column=missing[0],
             )
         )
-    if table.num_rows == 0:
-        raise FileRejected(Rejection("no_rows", "the file has a header but no data rows"))
-    return (table if not wanted else table.select(list(wanted))), malformed
 
 
 def _classify(exc: Exception, fmt: str) -> Rejection:
@@ -145,6 +151,7 @@ def _read_csv(
             parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(wanted, pa.string())),
         ).schema.names
+    _check_columns(wanted, header)
     present = [name for name in wanted if name in header]
     types = {name: kind for name, kind in wanted.items() if kind is not None}
     if not multiline and not compressed:
@@ -230,13 +237,7 @@ def _read_in_pieces(
     Each piece infers its own types; pieces that disagree (a column of numbers that turns to
     text further down) are joined as text, and the coercion step then counts bad values.
     """
-    convert_options = pacsv.ConvertOptions(
-        include_columns=present,
-        column_types=types,
-        null_values=NULL_VALUES,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
-    )
+    convert_options = _convert_options(present, types)
     pieces: list[pa.Table] = []
     with pa.OSFile(str(path)) as source:
         for number, (start, end) in enumerate(_line_ranges(source, source.size())):
@@ -255,6 +256,16 @@ def _read_in_pieces(
     return _concat_pieces(pieces)
 
 
+def _convert_options(present: list[str], types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        include_columns=present,
+        column_types=types,
+        null_values=NULL_VALUES,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+
+
 def _line_ranges(source: pa.NativeFile, size: int) -> list[tuple[int, int]]:
     """Byte ranges of about PIECE_BYTES that start and end on line boundaries."""
     cuts = [0]
@@ -266,7 +277,7 @@ def _line_ranges(source: pa.NativeFile, size: int) -> list[tuple[int, int]]:
             break
         cuts.append(probe + newline + 1)
     cuts.append(size)
-    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
 
 def _concat_pieces(pieces: list[pa.Table]) -> pa.Table:
@@ -291,13 +302,7 @@ def _stream_csv(
     types: dict[str, pa.DataType],
     parse_options: pacsv.ParseOptions,
 ) -> pa.Table:
-    convert_options = pacsv.ConvertOptions(
-        include_columns=present,
-        column_types=types,
-        null_values=NULL_VALUES,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
-    )
+    convert_options = _convert_options(present, types)
     with _open(path, compressed) as source:
         reader = pacsv.open_csv(
             source,
@@ -327,7 +332,8 @@ def _read_parquet(path: Path, wanted: dict[str, pa.DataType | None]) -> pa.Table
     if not wanted:
         return pq.read_table(path)
     names = pq.read_schema(path).names
-    return pq.read_table(path, columns=[name for name in wanted if name in names])
+    _check_columns(wanted, names)
+    return pq.read_table(path, columns=list(wanted))
 
 
 def _read_jsonl(path: Path, compressed: bool) -> pa.Table:

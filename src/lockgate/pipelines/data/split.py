@@ -24,7 +24,7 @@ def split_indices(
     if strata is None:
         groups = [np.arange(n_rows)]
     else:
-        present = np.flatnonzero(np.bincount(strata)) if len(strata) else []
+        present: np.ndarray = np.flatnonzero(np.bincount(strata)) if len(strata) else np.empty(0)
         groups = [np.flatnonzero(strata == label) for label in present]
     for group in groups:
         shuffled = group[rng.permutation(len(group))]
