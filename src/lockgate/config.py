@@ -96,6 +96,32 @@ class RuntimeConfig(_Strict):
         return 0.1 if store_uri.startswith("file://") else 1.0
 
 
+ParamRange = list[float | int | str] | list[str]
+"""``[low, high]``, ``[low, high, "log"]`` (numbers) or ``["a", "b", ...]`` (choices)."""
+
+
+class TrainConfig(_Strict):
+    """The training pipeline: what to optimise, over which model families, how long.
+
+    ``families`` maps a family name (``logistic``, ``linear``, ``hist_gradient_boosting``,
+    ``random_forest``, ``mlp``) to its parameter ranges; a family listed with no ranges uses
+    its defaults, and an empty ``families`` table means the task's default families.
+    """
+
+    metric: str | None = Field(None, description="default: roc_auc (classification), rmse")
+    trials: int = Field(20, ge=1)
+    workers: int = Field(1, ge=1)
+    timeout: str | None = Field(None, description='wall-clock budget, e.g. "15m", "90s", "1h"')
+    seed: int = 42
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruning: bool = True
+    families: dict[str, dict[str, ParamRange]] = {}
+    storage: str | None = Field(None, description="Optuna RDB URL; default a journal file")
+    tracking_uri: str | None = Field(None, description="MLflow URI; default SQLite in .lockgate")
+    model_name: str | None = Field(None, description="registered model name; default dataset")
+    on_new_data: bool = False
+
+
 class FileConfig(_Strict):
     """What lockgate.toml may contain."""
 
@@ -103,6 +129,7 @@ class FileConfig(_Strict):
     datasets: dict[str, DatasetConfig] = {}
     envs: dict[str, EnvConfig] = {}
     runtime: RuntimeConfig = RuntimeConfig()
+    train: TrainConfig = TrainConfig()
 
     @field_validator("datasets")
     @classmethod
@@ -142,6 +169,11 @@ class Settings(BaseModel):
     @property
     def datasets(self) -> dict[str, DatasetConfig]:
         return self.file.datasets
+
+    @property
+    def env_dir(self) -> Path:
+        """This environment's local working folder (journal, tracking database, work trees)."""
+        return self.root / ".lockgate" / self.env
 
     def dataset(self, name: str | None = None) -> tuple[str, DatasetConfig]:
         """The named dataset, else the override, the default, or the only one configured."""
