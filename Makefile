@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install -e .
+	$(PIP) install -e '.[train]'
 	@touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml

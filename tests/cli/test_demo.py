@@ -12,7 +12,7 @@ from tests.cli.conftest import assert_ok, data_versions, run_cli
 
 pytestmark = pytest.mark.slow
 
-DEMO = ["demo", "--workspace", "W", "--rows", "500"]
+DEMO = ["demo", "--workspace", "W", "--rows", "500", "--trials", "2", "--workers", "1"]
 STATUS = re.compile(r"^(committed|exists) churn (dv-[0-9a-f]{16})", re.MULTILINE)
 
 
@@ -39,6 +39,11 @@ def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path
     error = json.loads((folder / "error.json").read_text(encoding="utf-8"))
     assert error["file"] == "raw/churn/churn-broken-export.csv"
     assert error["rule"] == "missing_column"
+    assert "registered churn version 1 (pending approval)" in out
+    package = workspace / ".lockgate" / "dev" / "store" / "models" / "churn" / "1"
+    assert json.loads((package / "package.json").read_text())["data_version"] == status[1]
+    (report,) = (workspace / ".lockgate" / "dev" / "reports").glob("*.html")
+    assert str(report) in out.replace("\n", "")
 
 
 def test_demo_run_again_finds_the_version_exists(tmp_path: Path) -> None:

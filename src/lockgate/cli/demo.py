@@ -1,7 +1,9 @@
 """``lockgate demo``: the lifecycle on generated sample data, in a workspace kept afterwards.
 
 The stages so far: generate data -> upload to raw/ -> the runtime dispatches the S3-shaped
-event -> the data pipeline commits a version (and quarantines a broken file).
+event -> the data pipeline commits a version (and quarantines a broken file) -> a parallel
+Optuna study trains model families on it -> the best model is packaged and registered
+(pending approval) -> an HTML report of the study.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ BROKEN_CSV = (
 """An export that lost most of its columns, the target among them: it goes to quarantine."""
 
 
+DEMO_TRAINING = """
+[train]                    # a short study for the demo; `lockgate train --trials 60` for more
+trials = 12
+workers = 2
+timeout = "90s"
+"""
+
+
 @app.command()
 def demo(
     workspace: Annotated[
@@ -31,6 +41,8 @@ def demo(
     ] = Path("lockgate-demo"),
     rows: Annotated[int, typer.Option(min=100, help="Rows per generated month.")] = 20_000,
     fresh: Annotated[bool, typer.Option(help="Delete the workspace first.")] = False,
+    trials: Annotated[int, typer.Option(min=1, help="Trials in the demo's study.")] = 12,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel training workers.")] = 2,
 ) -> None:
     """Run the lifecycle on generated churn data (no AWS needed)."""
     from lockgate.cli.commands import print_prep
@@ -48,7 +60,7 @@ def demo(
     data.mkdir(parents=True, exist_ok=True)
     config_path = workspace / "lockgate.toml"
     config_path.write_text(
-        render_config("churn", CHURN_TARGET, "classification", dict(CHURN_COLUMNS)),
+        render_config("churn", CHURN_TARGET, "classification", dict(CHURN_COLUMNS)) + DEMO_TRAINING,
         encoding="utf-8",
     )
     console.rule("[bold]1. sample data")
@@ -85,6 +97,12 @@ def demo(
     for result in dispatch.result.prepared:
         print_prep(result)
 
+    console.rule("[bold]4. training: Optuna study, best model, registry")
+    from lockgate.cli.training import print_training, run_training
+
+    trained = run_training(settings, store, trials=trials, workers=workers)
+    print_training(trained)
+
     console.rule("[bold]summary")
     versions = list_versions(store, "churn")
     latest = versions[-1]
@@ -96,3 +114,6 @@ def demo(
     console.print(f"store: {store.uri}")
     console.print(f"took {time.perf_counter() - started:.1f}s. Explore it:")
     console.print(f"  cd {workspace} && lockgate data versions && lockgate ls processed/")
+    console.print("  lockgate runs                 # the study's trials")
+    console.print(f"  open {trained.report_path}")
+    console.print("  lockgate ui                   # MLflow on http://127.0.0.1:5000")

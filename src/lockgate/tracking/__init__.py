@@ -1,0 +1,1 @@
+"""MLflow adapters of the Tracker and Registry ports."""
