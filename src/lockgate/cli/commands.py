@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -217,7 +218,18 @@ def up(ctx: typer.Context) -> None:
     if not settings.datasets:
         settings.dataset()  # raises the "no dataset configured" error
     store = context.open_store(settings)
-    runtime = Runtime(store, settings.datasets, stage)
+    train_version: Callable[[str, str], None] | None = None
+    if settings.file.train.on_new_data:
+        from lockgate.cli.training import print_training, run_training
+
+        def train_new_version(dataset: str, version: str) -> None:
+            console.print(f"event: new dataset version {dataset} {version}: training starts")
+            named = context.settings(dataset)
+            print_training(run_training(named, store, data_version=version))
+
+        train_version = train_new_version
+
+    runtime = Runtime(store, settings.datasets, stage, train_version)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -241,8 +253,9 @@ def up(ctx: typer.Context) -> None:
 
     interval = settings.file.runtime.interval_for(store.uri)
     runtime.warm_up()
+    trigger = " and processed/ (training on new versions)" if train_version is not None else ""
     console.print(
-        f"lockgate up: watching {store.uri} raw/ every {interval:g}s for "
+        f"lockgate up: watching {store.uri} raw/{trigger} every {interval:g}s for "
         f"{', '.join(sorted(settings.datasets))} (Ctrl-C to stop)"
     )
     runtime.run(stop, interval, show)

@@ -44,12 +44,51 @@ class Runtime:
         store: Store,
         datasets: Mapping[str, DatasetConfig],
         report: Callable[[str], None] | None = None,
+        train_version: Callable[[str, str], Any] | None = None,
     ) -> None:
+        """``train_version(dataset, version)``, when given, is the training trigger: it runs for
+        every dataset version committed while the runtime watches (``train.on_new_data``)."""
         self.store = store
         self.datasets = datasets
         self.report = report
+        self.train_version = train_version
         self._dispatched: dict[str, str] = {}
         self._pending: dict[str, str] = {}
+        self._manifests: set[str] | None = None
+
+    def poll_versions(self) -> list[tuple[str, str, Any]]:
+        """Dispatch the S3 event of each new ``processed/.../manifest.json`` to the training
+        trigger. Versions present at the first poll are known, not new."""
+        if self.train_version is None:
+            return []
+        from lockgate.pipelines.training.trigger import handle as trigger
+
+        manifests = {
+            info.key: info
+            for info in self.store.list("processed/")
+            if info.key.endswith("/manifest.json") and info.key.count("/") == 3
+        }
+        if self._manifests is None:
+            self._manifests = set(manifests)
+            return []
+        fresh = [info for key, info in manifests.items() if key not in self._manifests]
+        self._manifests.update(manifests)
+        if not fresh:
+            return []
+        event = build_s3_event(
+            self.store.bucket,
+            [
+                ObjectEvent(
+                    "ObjectCreated:Put",
+                    self.store.bucket,
+                    self.store.prefix + i.key,
+                    i.size,
+                    i.etag,
+                )
+                for i in fresh
+            ],
+        )
+        return trigger(event, self.store, self.train_version, self.datasets)
 
     def warm_up(self) -> None:
         """Import what preparation needs now, so the first upload is not slowed by it."""
@@ -110,4 +149,10 @@ class Runtime:
                 dispatch = None
             if dispatch is not None and on_dispatch is not None:
                 on_dispatch(dispatch)
+            try:
+                self.poll_versions()
+            except Exception as exc:  # a failed study is reported; `up` keeps watching
+                log.warning("training a new dataset version failed: %s", exc)
+                if self.report is not None:
+                    self.report(f"training failed: {exc}")
             stop.wait(interval)
