@@ -133,23 +133,35 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="lockgate-bench-train-"))
     try:
-        store = FileStore((root / "store").as_uri())
-        for month, seed in (("01", 7), ("02", 8)):
-            path = write_churn_csv(root / f"churn-2026-{month}.csv", 20_000, seed=seed)
-            store.put_file(f"raw/churn/{path.name}", path)
+        files = [
+            write_churn_csv(root / f"churn-2026-{month}.csv", 20_000, seed=seed)
+            for month, seed in (("01", 7), ("02", 8))
+        ]
         config = DatasetConfig(target=CHURN_TARGET, columns=dict(CHURN_COLUMNS))  # type: ignore[arg-type]
-        manifest = read_manifest(store, "churn", str(prepare(store, "churn", config).version))
-        x_train, y_train = load_split(store, manifest, "train")
-        x_val, y_val = load_split(store, manifest, "validation")
+
+        def prepared(name: str) -> tuple[FileStore, object]:
+            """Each run its own environment (store + registry), as environments are."""
+            store = FileStore((root / name / "store").as_uri())
+            for path in files:
+                store.put_file(f"raw/churn/{path.name}", path)
+            version = str(prepare(store, "churn", config).version)
+            return store, read_manifest(store, "churn", version)
+
+        store, manifest = prepared("one")
+        x_train, y_train = load_split(store, manifest, "train")  # type: ignore[arg-type]
+        x_val, y_val = load_split(store, manifest, "validation")  # type: ignore[arg-type]
         arrays = {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
         space = SearchSpace.from_config(CONFIG, "classification")
-        classes = list(manifest.classes or [])
+        classes = list(manifest.classes or [])  # type: ignore[attr-defined]
 
         bare_s, bare_best = bare_loop(space, arrays, args.trials, classes)
         one_s, one_best, one_test, share = lockgate_run(
             store, manifest, root / "one", args.trials, 1
         )
-        two_s, two_best, two_test, _ = lockgate_run(store, manifest, root / "two", args.trials, 2)
+        store_two, manifest_two = prepared("two")
+        two_s, two_best, two_test, _ = lockgate_run(
+            store_two, manifest_two, root / "two", args.trials, 2
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -40,6 +40,7 @@ log = logging.getLogger("lockgate.training")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 JOURNAL = "journal:"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 WORKER_ATTR = "lockgate.worker"
 ERROR_ATTR = "error"
 
@@ -180,8 +181,20 @@ def run_workers(
         context.Process(target=work, args=(plan, index, threads), name=f"lockgate-worker-{index}")
         for index in range(workers)
     ]
-    for process in processes:
-        process.start()
+    # OpenMP and BLAS size their thread pools from the environment when they load, in the child,
+    # before any code of ours could limit them; K workers x all cores of spinning OpenMP threads
+    # made trials ten times slower. The children inherit these variables at start.
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage))
     try:
         while any(process.is_alive() for process in processes):
