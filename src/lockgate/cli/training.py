@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -120,6 +120,22 @@ def print_training(result: TrainResult) -> None:
     console.print("tracking: lockgate ui  (MLflow on http://127.0.0.1:5000)")
 
 
+def pick_study(storage: Any, summaries: list[Any], name: str | None) -> Any:
+    """The named study, else the most recently started one."""
+    import optuna
+
+    chosen = (
+        name
+        or max(
+            summaries, key=lambda s: s.datetime_start.timestamp() if s.datetime_start else 0.0
+        ).study_name
+    )
+    try:
+        return optuna.load_study(study_name=chosen, storage=storage)
+    except KeyError:
+        raise ConfigError(f"no study named '{chosen}'; see `lockgate runs`") from None
+
+
 @app.command("runs")
 def runs_command(
     ctx: typer.Context,
@@ -154,16 +170,8 @@ def runs_command(
             started,
         )
     console.print(table)
-    chosen = (
-        study
-        or max(
-            summaries, key=lambda s: s.datetime_start.timestamp() if s.datetime_start else 0.0
-        ).study_name
-    )
-    try:
-        loaded = optuna.load_study(study_name=chosen, storage=storage)
-    except KeyError:
-        raise ConfigError(f"no study named '{chosen}'; see `lockgate runs`") from None
+    loaded = pick_study(storage, summaries, study)
+    chosen = loaded.study_name
     rows = trial_rows(loaded)
     maximize = loaded.direction == optuna.study.StudyDirection.MAXIMIZE
     rows.sort(key=lambda r: (r.value is None, -(r.value or 0.0) if maximize else (r.value or 0.0)))
@@ -213,16 +221,8 @@ def report_study(
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:
         raise ConfigError("no study yet; run `lockgate train`")
-    chosen = (
-        study
-        or max(
-            summaries, key=lambda s: s.datetime_start.timestamp() if s.datetime_start else 0.0
-        ).study_name
-    )
-    try:
-        loaded = optuna.load_study(study_name=chosen, storage=storage)
-    except KeyError:
-        raise ConfigError(f"no study named '{chosen}'; see `lockgate runs`") from None
+    loaded = pick_study(storage, summaries, study)
+    chosen = loaded.study_name
     store = context.open_store(settings)
     manifest = read_manifest(
         store, str(loaded.user_attrs["dataset"]), str(loaded.user_attrs["data_version"])
