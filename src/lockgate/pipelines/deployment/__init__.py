@@ -1,0 +1,1 @@
+"""The deployment pipeline: approvals, promotion between environments, the release ledger."""
