@@ -211,12 +211,11 @@ def report_study(
 
     from lockgate.pipelines.data.versions import read_manifest
     from lockgate.pipelines.training.pipeline import plan_study, write_study_report
+    from lockgate.pipelines.training.study import open_storage
 
     context: Context = ctx.obj
     settings = context.settings()
     storage_text = storage_url(settings)
-    from lockgate.pipelines.training.study import open_storage
-
     storage = open_storage(storage_text)
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:

@@ -60,10 +60,9 @@ from lockgate.pipelines.training.study import (
     best_trial,
     create_or_resume,
     finished_count,
-    first_error,
     run_workers,
 )
-from lockgate.ports.store import Store
+from lockgate.ports.store import Store, sha256_file
 from lockgate.ports.tracking import Registry, Tracker
 
 log = logging.getLogger("lockgate.training")
@@ -154,16 +153,11 @@ def stage_channels(store: Store, manifest: Manifest, data_dir: Path) -> None:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         store.get_file(prefix + target.name, target)
-        read_verified_local(target, manifest.files[target.name].sha256)
-
-
-def read_verified_local(path: Path, sha256: str) -> None:
-    import hashlib
-
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != sha256:
-        path.unlink()
-        raise TrainingError(f"{path.name} does not match its manifest; prepare the data again")
+        if sha256_file(target) != manifest.files[target.name].sha256:
+            target.unlink()
+            raise TrainingError(
+                f"{target.name} does not match its manifest; prepare the data again"
+            )
 
 
 def train(
@@ -491,9 +485,6 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def summarize_error(study: optuna.Study) -> str | None:
-    """The first failed trial's error, for one-line reporting."""
-    return first_error(study)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
