@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install -e '.[train]'
+	$(PIP) install -e '.[train,serve]'
 	@touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml

@@ -76,10 +76,84 @@ class DatasetConfig(_Strict):
         return {name: kind for name, kind in self.columns.items() if kind != "id"}
 
 
+DEFAULT_ENVS = ("dev", "staging", "prod")
+"""The environments, in promotion order, when lockgate.toml names none."""
+DEFAULT_PORTS = {"dev": 8080, "staging": 8081, "prod": 8082}
+
+
+class GatesConfig(_Strict):
+    """What a model version must pass before it is promoted into an environment.
+
+    Checked at promotion; any failure refuses the promotion and changes nothing.
+    """
+
+    approval: bool = Field(False, description="an approval for this environment is required")
+    approver_not_trainer: bool = Field(
+        False, description="the approval must come from someone other than who trained it"
+    )
+    min_metrics: dict[str, float] = Field(
+        {}, description="test metric -> lowest allowed value (e.g. roc_auc = 0.8)"
+    )
+    max_metrics: dict[str, float] = Field(
+        {}, description="test metric -> highest allowed value (e.g. rmse = 12.5)"
+    )
+    max_regression: float | None = Field(
+        None,
+        ge=0.0,
+        description="how much worse than the environment's current champion the candidate may "
+        "score on the same test data (the training metric); unset: no comparison",
+    )
+    served_in: str | None = Field(
+        None, description="an environment the same package must have been released to first"
+    )
+    min_served_hours: float = Field(0.0, ge=0.0, description="hours it must have served there")
+    min_served_requests: int = Field(
+        0, ge=0, description="requests it must have answered there, with no server errors"
+    )
+
+    @classmethod
+    def default_for(cls, env: str) -> GatesConfig:
+        """dev: none; staging: an approval; prod (and any other name): an approval by someone
+        other than the trainer, after serving in staging."""
+        if env == "dev":
+            return cls()
+        if env == "staging":
+            return cls(approval=True)
+        return cls(approval=True, approver_not_trainer=True, served_in="staging")
+
+
+class EndpointConfig(_Strict):
+    """An environment's endpoint: the local server's address, capture, and SageMaker's sizing."""
+
+    kind: Literal["local", "sagemaker"] = Field(
+        "local", description="local: a uvicorn server on this machine; sagemaker: an endpoint"
+    )
+    name: str | None = Field(None, description="endpoint name; default lockgate-<env>")
+    host: str = "127.0.0.1"
+    port: int | None = Field(
+        None, ge=1, le=65535, description="default 8080 (dev), 8081 (staging), 8082 (prod)"
+    )
+    capture_percent: float = Field(
+        100.0, ge=0.0, le=100.0, description="share of requests written to data capture"
+    )
+    max_body_bytes: int = Field(
+        6 * 1024 * 1024, ge=1, description="largest request body (SageMaker's limit is 6 MB)"
+    )
+    image: str | None = Field(None, description="sagemaker: the serving image URI in ECR")
+    role_arn: str | None = Field(None, description="sagemaker: the execution role")
+    instance_type: str = "ml.m5.large"
+    instance_count: int = Field(1, ge=1)
+
+
 class EnvConfig(_Strict):
-    """One environment (dev, staging, prod, ...): where its store lives."""
+    """One environment (dev, staging, prod, ...): its store, tracking, endpoint and gates."""
 
     store: str | None = None
+    tracking_uri: str | None = Field(
+        None, description="MLflow URI of this environment; default train.tracking_uri"
+    )
+    endpoint: EndpointConfig = EndpointConfig()
+    gates: GatesConfig | None = Field(None, description="default: see GatesConfig.default_for")
 
 
 class RuntimeConfig(_Strict):
@@ -131,6 +205,14 @@ class FileConfig(_Strict):
     runtime: RuntimeConfig = RuntimeConfig()
     train: TrainConfig = TrainConfig()
 
+    @field_validator("envs")
+    @classmethod
+    def _env_names_are_keys(cls, value: dict[str, EnvConfig]) -> dict[str, EnvConfig]:
+        for name in value:
+            if not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+                raise ValueError(f"environment name '{name}' may use letters, digits, - and _")
+        return value
+
     @field_validator("datasets")
     @classmethod
     def _dataset_names_are_keys(cls, value: dict[str, DatasetConfig]) -> dict[str, DatasetConfig]:
@@ -169,6 +251,57 @@ class Settings(BaseModel):
     @property
     def datasets(self) -> dict[str, DatasetConfig]:
         return self.file.datasets
+
+    @property
+    def env_names(self) -> list[str]:
+        """The environments in promotion order: lockgate.toml's, else dev, staging, prod."""
+        return list(self.file.envs) or list(DEFAULT_ENVS)
+
+    def env_config(self, env: str | None = None) -> EnvConfig:
+        """The configuration of ``env`` (default: the current one).
+
+        Raises:
+            ConfigError: lockgate.toml names its environments and ``env`` is not one of them.
+        """
+        env = env or self.env
+        if env in self.file.envs:
+            return self.file.envs[env]
+        if self.file.envs and env != self.env:
+            raise ConfigError(
+                f"environment '{env}' is not in {self.config_path} "
+                f"(configured: {', '.join(self.file.envs)})"
+            )
+        return EnvConfig()
+
+    def gates(self, env: str) -> GatesConfig:
+        """The gates of ``env``: lockgate.toml's, else the defaults for its name."""
+        configured = self.env_config(env).gates
+        return configured if configured is not None else GatesConfig.default_for(env)
+
+    def endpoint_name(self, env: str | None = None) -> str:
+        env = env or self.env
+        return self.env_config(env).endpoint.name or f"lockgate-{env}"
+
+    def endpoint_port(self, env: str | None = None) -> int:
+        env = env or self.env
+        configured = self.env_config(env).endpoint.port
+        if configured is not None:
+            return configured
+        if env in DEFAULT_PORTS:
+            return DEFAULT_PORTS[env]
+        return 8080 + (self.env_names.index(env) if env in self.env_names else 0)
+
+    def for_env(self, env: str) -> Settings:
+        """These settings for another environment (a ``--store`` override stays with its own)."""
+        if env == self.env:
+            return self
+        self.env_config(env)  # an unknown environment is refused here, by name
+        return self.model_copy(update={"env": env, "store_override": None})
+
+    @property
+    def tracking_uri(self) -> str | None:
+        """This environment's MLflow URI, else ``train.tracking_uri``; None: the embedded one."""
+        return self.env_config().tracking_uri or self.file.train.tracking_uri
 
     @property
     def env_dir(self) -> Path:

@@ -46,8 +46,8 @@ def storage_url(settings: Settings) -> str:
 def tracking(settings: Settings) -> tuple[str, str | None]:
     from lockgate.tracking.mlflow_tracker import local_tracking_uri
 
-    if settings.file.train.tracking_uri:
-        return settings.file.train.tracking_uri, None
+    if settings.tracking_uri:
+        return settings.tracking_uri, None
     uri, artifacts = local_tracking_uri(settings.env_dir)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     return uri, artifacts
