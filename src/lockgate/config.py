@@ -7,6 +7,7 @@ is reported with the table and key it is in, not discovered later.
 
 from __future__ import annotations
 
+import getpass
 import os
 import tomllib
 from pathlib import Path
@@ -391,3 +392,15 @@ def read_config_file(path: Path) -> FileConfig:
         raise ConfigError(
             f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s) in all)"
         ) from None
+
+
+def current_user(environ: dict[str, str] | None = None) -> str:
+    """Who is acting, for approvals and release records: ``LOCKGATE_USER``, else the login."""
+    environ = dict(os.environ) if environ is None else environ
+    named = environ.get(ENV_PREFIX + "USER", "").strip()
+    if named:
+        return named
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers): say so rather than guess
+        return "unknown"

@@ -100,7 +100,13 @@ def _global(
 
 def main() -> None:
     """Console entry point: a user error is one line on stderr and exit code 1."""
-    from lockgate.cli import commands, demo, training  # noqa: F401 - registers the commands
+    from lockgate.cli import (  # noqa: F401 - registers the commands
+        commands,
+        demo,
+        deployment,
+        serving,
+        training,
+    )
 
     try:
         # Standalone mode: typer reports usage errors itself and exits with their codes.

@@ -174,3 +174,7 @@ class Registry(Protocol):
     def versions(self, name: str) -> list[ModelVersionRecord]:
         """Every version of ``name``, oldest first; empty if the model was never registered."""
         ...
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` (an environment's name) at ``version``, moving it if it is set."""
+        ...

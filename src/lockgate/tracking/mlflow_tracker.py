@@ -304,6 +304,22 @@ class MlflowRegistry:
                     break
         return sorted(records, key=lambda record: record.version)
 
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """See :meth:`lockgate.ports.tracking.Registry.set_alias`."""
+        with self._errors(f"point alias '{alias}' of model '{name}' at version {version}"):
+            self._mlflow().set_registered_model_alias(name, alias, str(version))
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name`` and the versions they point at (empty if none or unknown)."""
+        with self._errors(f"read the aliases of model '{name}'"):
+            try:
+                model = self._mlflow().get_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return {}
+                raise
+        return {alias: int(version) for alias, version in (model.aliases or {}).items()}
+
     def _mlflow(self) -> MlflowClient:
         if self._client is None:
             _check_reachable(self.tracking_uri)

@@ -174,7 +174,11 @@ def package_sha256(folder: Path) -> str:
     It covers ``package.json``'s file list (each file's name, sha256 and size), not
     package.json itself, so setting the registry version after registration does not change it.
     """
-    document = read_package_json(folder)
+    return package_sha256_of(read_package_json(folder))
+
+
+def package_sha256_of(document: Mapping[str, Any]) -> str:
+    """:func:`package_sha256` from a package.json document already read."""
     return hashlib.sha256(json_bytes(document["files"])).hexdigest()
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from lockgate.config import TrainConfig
+from lockgate.config import TrainConfig, current_user
 from lockgate.pipelines.data.versions import (
     TRANSFORMER,
     Manifest,
@@ -287,6 +287,7 @@ def _finalize(
     test_metrics = _test_metrics(manifest, y_test, output)
     say(f"test {plan.metric}={test_metrics[plan.metric]:.4f} (scored once, on the test split)")
     schema = json.loads(read_verified(store, manifest, "schema.json"))
+    trained_by = current_user()
     folder = plan.work_dir / "packages" / f"trial-{best.number:05d}"
     if folder.exists():
         shutil.rmtree(folder)
@@ -302,7 +303,14 @@ def _finalize(
             family=family_name,
             params=dict(best.params),
             metrics=test_metrics,
-            extra={"study": plan.study_name, "trial": best.number, "seconds": fitted.seconds},
+            extra={
+                "study": plan.study_name,
+                "trial": best.number,
+                "seconds": fitted.seconds,
+                "trained_by": trained_by,
+                "metric": plan.metric,
+                "git_commit": plan.tags.get("lockgate.git_commit"),
+            },
         ),
     )
     source = tracker.log_artifact(parent, folder, f"package/trial-{best.number:05d}")
@@ -317,6 +325,7 @@ def _finalize(
             "lockgate.package_sha256": digest,
             "lockgate.study": plan.study_name,
             "lockgate.trial": str(best.number),
+            "lockgate.trained_by": trained_by,
         },
     )
     set_package_version(folder, version)

@@ -1,0 +1,229 @@
+"""Commands of the endpoints: serve an environment's current release, send it rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from lockgate.cli.app import Context, app
+from lockgate.cli.output import err
+from lockgate.errors import ConfigError, LockgateError
+
+if TYPE_CHECKING:
+    from lockgate.config import Settings
+
+PREDICT_TIMEOUT = 60.0
+
+
+def _env_settings(ctx: typer.Context, env: str | None) -> tuple[Settings, str]:
+    context: Context = ctx.obj
+    settings = context.settings()
+    name = env or settings.env
+    if name not in settings.env_names and name != settings.env:
+        raise ConfigError(
+            f"no environment '{name}' (environments: {', '.join(settings.env_names)})"
+        )
+    return settings, name
+
+
+def state_file(settings: Settings, env: str) -> Path:
+    """Where the server of ``env`` writes its address and token while it runs."""
+    return settings.for_env(env).env_dir / "endpoint.json"
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment [default: the global --env]")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port; 0 picks a free one [default: 8080 dev, 8081 staging, 8082 prod]"),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address [default: 127.0.0.1]")] = None,
+) -> None:
+    """Serve the environment's current release (SageMaker's /ping and /invocations)."""
+    from lockgate.local.endpoint import read_state
+    from lockgate.pipelines.deployment.ledger import Ledger
+    from lockgate.pipelines.deployment.promotion import local_copy
+    from lockgate.pipelines.deployment.releases import read_history
+    from lockgate.pipelines.training.package import package_sha256
+    from lockgate.serving.server import run
+    from lockgate.wiring import open_store
+
+    settings, name = _env_settings(ctx, env)
+    env_settings = settings.for_env(name)
+    store = open_store(env_settings.store_uri)
+    current = read_history(Ledger(store), name).current()
+    if current is None:
+        raise LockgateError(
+            f"nothing is released to {name} yet; promote a model first: "
+            f"lockgate promote MODEL VERSION --to {name}"
+        )
+    state = state_file(settings, name)
+    running = read_state(state)
+    if running is not None:
+        raise LockgateError(
+            f"an endpoint for {name} already runs at {running.url} (pid {running.pid}); "
+            "stop it first (promotions hot-swap it, no restart needed)"
+        )
+    folder = local_copy(store, current.package_prefix, env_settings.env_dir / "deploy")
+    if package_sha256(folder) != current.package_sha256:
+        raise LockgateError(
+            f"{current.package_prefix} in {store.uri} does not match release #{current.seq}; "
+            "refusing to serve it"
+        )
+    config = settings.env_config(name).endpoint
+
+    def ready(url: str) -> None:
+        err.print(
+            f"serving {current.model} version {current.version} (release #{current.seq} of "
+            f"{name}) on {url}; Ctrl-C stops"
+        )
+
+    run(
+        folder,
+        host=host or config.host,
+        port=settings.endpoint_port(name) if port is None else port,
+        store=store,
+        env=name,
+        endpoint_name=settings.endpoint_name(name),
+        capture_percent=config.capture_percent,
+        max_body_bytes=config.max_body_bytes,
+        release={
+            "seq": current.seq,
+            "env": name,
+            "model": current.model,
+            "version": current.version,
+            "package_sha256": current.package_sha256,
+        },
+        state_file=state,
+        ready=ready,
+    )
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    rows: Annotated[Path, typer.Argument(help="Rows to score: .csv (with a header) or .jsonl")],
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment [default: the global --env]")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Endpoint URL [default: the environment's running server]")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Rows per request.")] = 500,
+) -> None:
+    """Send rows to an endpoint and print its predictions as CSV."""
+    from lockgate.local.endpoint import read_state
+
+    settings, name = _env_settings(ctx, env)
+    if url is None:
+        running = read_state(state_file(settings, name))
+        if running is None:
+            raise LockgateError(
+                f"no endpoint is running for {name}; start one: lockgate serve --env {name}"
+            )
+        url = running.url
+    writer: csv.DictWriter[str] | None = None
+    total = 0
+    model = ""
+    for body, content_type in _requests(rows, batch):
+        document = _invoke(url.rstrip("/") + "/invocations", body, content_type)
+        predictions = document.get("predictions", [])
+        model = f"{document.get('model')} version {document.get('model_version')}"
+        flat = [_flatten(item) for item in predictions]
+        if writer is None and flat:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(flat[0]), lineterminator="\n")
+            writer.writeheader()
+        if writer is not None:
+            writer.writerows(flat)
+        total += len(flat)
+    sys.stdout.flush()
+    err.print(f"{total} row(s) predicted by {model} at {url}")
+
+
+def _requests(path: Path, batch: int) -> Iterator[tuple[bytes, str]]:
+    """Request bodies of at most ``batch`` rows each, in the file's own format."""
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    suffix = path.name.lower()
+    if suffix.endswith(".jsonl") or suffix.endswith(".ndjson"):
+        records: list[Any] = []
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except ValueError as exc:
+                    raise LockgateError(f"{path}:{number} is not JSON: {exc}") from None
+                if len(records) == batch:
+                    yield json.dumps({"instances": records}).encode(), "application/json"
+                    records = []
+        if records:
+            yield json.dumps({"instances": records}).encode(), "application/json"
+        return
+    if not suffix.endswith(".csv"):
+        raise ConfigError(f"{path}: predict reads .csv (with a header row) or .jsonl files")
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise LockgateError(f"{path} is empty")
+        chunk: list[list[str]] = []
+        for row in reader:
+            chunk.append(row)
+            if len(chunk) == batch:
+                yield _csv_body(header, chunk), "text/csv"
+                chunk = []
+        if chunk:
+            yield _csv_body(header, chunk), "text/csv"
+
+
+def _csv_body(header: list[str], rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def _invoke(url: str, body: bytes, content_type: str) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - the user's endpoint URL
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=PREDICT_TIMEOUT) as response:  # noqa: S310
+            document: dict[str, Any] = json.loads(response.read())
+            return document
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        try:
+            detail = str(json.loads(detail).get("error", detail))
+        except (ValueError, AttributeError):
+            pass
+        raise LockgateError(f"the endpoint refused the rows (HTTP {exc.code}): {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise LockgateError(f"cannot reach the endpoint at {url}: {exc}") from None
+
+
+def _flatten(prediction: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row: id columns, the prediction, one ``p_<class>`` column per class."""
+    row = {key: value for key, value in prediction.items() if key != "probabilities"}
+    for label, probability in (prediction.get("probabilities") or {}).items():
+        row[f"p_{label}"] = f"{probability:.6f}"
+    return row

@@ -1,0 +1,295 @@
+"""Promotion through dev -> staging -> prod: gates, copies, release records, races, rollback."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from lockgate.config import GatesConfig
+from lockgate.errors import LockgateError
+from lockgate.pipelines.deployment.approvals import record_decision
+from lockgate.pipelines.deployment.ledger import Ledger
+from lockgate.pipelines.deployment.promotion import (
+    GatesRefused,
+    PromotionConflict,
+    PromotionFailed,
+    promote,
+    rollback,
+)
+from lockgate.pipelines.deployment.releases import read_history
+from lockgate.pipelines.training.package import package_sha256, read_package_from_store
+from tests.pipelines.deployment.conftest import World
+
+
+def approve(
+    world: World, version: int, env: str | None, by: str, verdict: str = "approved"
+) -> None:
+    sha = world.publish(version)
+    record_decision(
+        Ledger(world.home.store),
+        "churn",
+        version,
+        verdict,  # type: ignore[arg-type]
+        env=env,
+        by=by,
+        note="looks right",
+        package_sha256=sha,
+    )
+
+
+def to(world: World, env: str, version: int, **kwargs: object):  # type: ignore[no-untyped-def]
+    return promote(
+        world.home,
+        world.envs[env],
+        "churn",
+        version,
+        by="releaser",
+        environments=world.envs,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_dev_takes_a_registered_package_without_approval_and_records_the_release(
+    world: World,
+) -> None:
+    sha = world.publish(1)
+    outcome = to(world, "dev", 1)
+
+    assert outcome.release is not None and outcome.release.seq == 0
+    record = outcome.release.record
+    assert record["action"] == "promote"
+    assert record["package_sha256"] == sha
+    assert record["data_version"] == world.prepared.manifest.version
+    assert record["transformer_sha256"] == world.prepared.manifest.files["transformer.pkl"].sha256
+    assert record["metrics"]["roc_auc"] > 0.6
+    assert record["by"] == "releaser" and record["trained_by"] == "trainer"
+    assert record["approvals"] == []
+    assert {gate["gate"] for gate in record["gates"]} == {"not rejected"}
+    # The endpoint was asked to serve exactly that package, and the alias points at it.
+    assert [request.package_sha256 for request in world.endpoints["dev"].requests] == [sha]
+    assert world.registries["dev"].aliases[("churn", "dev")] == 1
+    assert read_history(world.home.ledger, "dev").current().package_sha256 == sha  # type: ignore[union-attr]
+
+
+def test_staging_refuses_without_approval_and_changes_nothing(world: World) -> None:
+    world.publish(1)
+    with pytest.raises(GatesRefused) as refused:
+        to(world, "staging", 1)
+
+    message = str(refused.value)
+    assert "churn version 1 cannot be promoted to staging" in message
+    assert "needs an approval for staging: lockgate approve churn 1 --env staging" in message
+    staging = world.envs["staging"].store
+    assert list(staging.list("")) == []  # no copy, no ledger record
+    assert world.endpoints["staging"].requests == []
+
+
+def test_an_approved_promotion_copies_the_package_verified_and_registers_it_there(
+    world: World, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    approve(world, 1, "staging", "alice")
+    outcome = to(world, "staging", 1)
+
+    assert outcome.copied
+    staging = world.envs["staging"]
+    copy = read_package_from_store(staging.store, "models/churn/1/", tmp_path / "copy")
+    original = read_package_from_store(world.home.store, "models/churn/1/", tmp_path / "orig")
+    for name in ("model.pkl", "transformer.pkl", "schema.json", "package.json"):
+        assert (copy / name).read_bytes() == (original / name).read_bytes()
+    assert package_sha256(copy) == outcome.release.record["package_sha256"]  # type: ignore[union-attr]
+    # staging has its own registry: the package is registered there, the alias follows.
+    (registered,) = world.registries["staging"].versions("churn")
+    assert registered.source.endswith("/models/churn/1/")
+    assert registered.tags["lockgate.home_version"] == "1"
+    assert world.registries["staging"].aliases[("churn", "staging")] == registered.version
+    approvals = outcome.release.record["approvals"]  # type: ignore[union-attr]
+    assert [(item["verdict"], item["by"], item["env"]) for item in approvals] == [
+        ("approved", "alice", "staging")
+    ]
+
+
+def test_prod_needs_someone_else_than_the_trainer_and_a_staging_release(world: World) -> None:
+    approve(world, 1, "prod", "trainer")  # the trainer approving their own model
+    with pytest.raises(GatesRefused) as refused:
+        to(world, "prod", 1)
+    failing = {result.gate for result in refused.value.results if not result.passed}
+    assert failing == {"approver is not the trainer", "served in staging"}
+    assert "approved by trainer, who trained it; someone else must approve" in str(refused.value)
+    assert "never released to staging; promote it there first" in str(refused.value)
+
+    approve(world, 1, "staging", "alice")
+    to(world, "staging", 1)
+    approve(world, 1, "prod", "bob")
+    outcome = to(world, "prod", 1)
+    assert outcome.release is not None
+    passed = {gate["gate"]: gate["detail"] for gate in outcome.release.record["gates"]}
+    assert passed["approver is not the trainer"] == "approved by bob, trained by trainer"
+    assert passed["served in staging"].startswith("released to staging")
+
+
+def test_served_in_counts_requests_and_server_errors(world: World) -> None:
+    world.envs["prod"].gates = GatesConfig(served_in="staging", min_served_requests=100)
+    approve(world, 1, "staging", "alice")
+    outcome = to(world, "staging", 1)
+    sha = outcome.release.record["package_sha256"]  # type: ignore[union-attr]
+    ledger = Ledger(world.envs["staging"].store)
+
+    def report(server: str, requests: int, errors: int) -> None:
+        ledger.append(
+            "serving",
+            "staging",
+            {"server_id": server, "package_sha256": sha, "requests": requests, "errors": errors},
+        )
+
+    report("a", 40, 0)
+    report("a", 70, 0)  # cumulative: server a answered 70 in all
+    with pytest.raises(GatesRefused, match="70 of the 100 requests required"):
+        to(world, "prod", 1)
+    report("b", 30, 2)
+    with pytest.raises(GatesRefused, match="2 server error"):
+        to(world, "prod", 1)
+    report("b", 31, 0)  # a later record of server b replaces its earlier counts
+    assert to(world, "prod", 1).release is not None
+
+
+def test_metric_thresholds_refuse_with_one_line_per_failing_gate(world: World) -> None:
+    world.envs["dev"].gates = GatesConfig(
+        min_metrics={"roc_auc": 0.99, "accuracy": 0.1}, max_metrics={"log_loss": 0.01, "rmse": 1}
+    )
+    world.publish(1)
+    with pytest.raises(GatesRefused) as refused:
+        to(world, "dev", 1)
+    lines = str(refused.value).splitlines()[1:]
+    assert len(lines) == 3  # accuracy >= 0.1 passes
+    assert any(line.startswith("  - roc_auc >= 0.99: test roc_auc is 0.") for line in lines)
+    assert any(line.startswith("  - log_loss <= 0.01: test log_loss is ") for line in lines)
+    assert any(
+        "has no test rmse (it has: accuracy, f1, log_loss, roc_auc)" in line for line in lines
+    )
+    assert list(world.home.store.list("ledger/releases/")) == []
+
+
+def test_a_candidate_worse_than_the_champion_on_the_same_test_data_is_refused(
+    world: World,
+) -> None:
+    world.envs["dev"].gates = GatesConfig(max_regression=0.02)
+    world.publish(1)
+    to(world, "dev", 1)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    with pytest.raises(GatesRefused) as refused:
+        to(world, "dev", 2)
+    detail = str(refused.value)
+    assert "not worse than the dev champion by more than 0.02" in detail
+    assert "roc_auc 0.5000 vs version 1's 0." in detail
+    assert f"on the test split of data version {world.prepared.manifest.version}" in detail
+    assert read_history(world.home.ledger, "dev").current().version == 1  # type: ignore[union-attr]
+
+
+def test_a_rejection_without_env_blocks_every_environment_until_approved_again(
+    world: World,
+) -> None:
+    approve(world, 1, None, "bob", verdict="rejected")
+    with pytest.raises(GatesRefused, match="rejected for every environment by bob: looks right"):
+        to(world, "dev", 1)
+    approve(world, 1, "dev", "alice")
+    assert to(world, "dev", 1).release is not None
+    with pytest.raises(GatesRefused, match="rejected for every environment"):
+        to(world, "staging", 1)
+
+
+def test_two_promotions_racing_for_one_environment_one_wins(world: World) -> None:
+    world.publish(1)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    both_checked = threading.Barrier(2, timeout=60)
+
+    def say(message: str) -> None:
+        if message.startswith("checking the gates"):
+            both_checked.wait()  # both have read the same tail before either appends
+
+    results: dict[int, object] = {}
+
+    def run(version: int) -> None:
+        try:
+            results[version] = to(world, "dev", version, say=say)
+        except LockgateError as exc:
+            results[version] = exc
+
+    threads = [threading.Thread(target=run, args=(version,)) for version in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    conflicts = [r for r in results.values() if isinstance(r, PromotionConflict)]
+    assert len(conflicts) == 1
+    assert "another release of dev landed while this one was prepared" in str(conflicts[0])
+    history = read_history(world.home.ledger, "dev")
+    assert len(history.entries) == 1  # one release, nothing half-written
+    winner = history.current()
+    assert winner is not None
+    assert [request.version for request in world.endpoints["dev"].requests] == [winner.version]
+
+
+def test_rollback_is_a_new_release_of_the_previous_package(world: World) -> None:
+    start = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    sha1 = world.publish(1)
+    sha2 = world.publish(2, model=DummyClassifier(strategy="prior"))
+    to(world, "dev", 1, now=start)
+    to(world, "dev", 2, now=start + timedelta(hours=1))
+    outcome = rollback(
+        world.home, by="oncall", note="v2 misbehaves", now=start + timedelta(hours=2)
+    )
+
+    assert outcome.release is not None
+    assert outcome.release.action == "rollback"
+    assert outcome.release.package_sha256 == sha1
+    assert outcome.release.record["by"] == "oncall"
+    history = read_history(world.home.ledger, "dev")
+    assert [r.version for r in history.releases()] == [1, 2, 1]  # nothing deleted
+    assert history.at(start + timedelta(minutes=90)).package_sha256 == sha2  # type: ignore[union-attr]
+    assert history.at(start + timedelta(minutes=30)).package_sha256 == sha1  # type: ignore[union-attr]
+    assert history.at(start - timedelta(minutes=1)) is None
+    assert world.endpoints["dev"].serving == sha1
+    assert world.registries["dev"].aliases[("churn", "dev")] == 1
+
+
+def test_rollback_without_an_earlier_release_says_so(world: World) -> None:
+    with pytest.raises(LockgateError, match="dev has no earlier release to roll back to"):
+        rollback(world.home, by="oncall")
+    world.publish(1)
+    to(world, "dev", 1)
+    with pytest.raises(LockgateError, match=r"current: churn version 1"):
+        rollback(world.home, by="oncall")
+
+
+def test_a_package_failing_on_the_endpoint_is_marked_failed_and_the_old_one_stays(
+    world: World,
+) -> None:
+    sha1 = world.publish(1)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    to(world, "dev", 1)
+    world.endpoints["dev"].fail_with = "warm-up prediction failed: boom"
+    with pytest.raises(PromotionFailed) as failed:
+        to(world, "dev", 2)
+
+    assert "release #1 of dev failed on the endpoint and is marked failed" in str(failed.value)
+    assert "churn version 1 keeps serving" in str(failed.value)
+    history = read_history(world.home.ledger, "dev")
+    assert [(r.version, r.failed) for r in history.releases()] == [
+        (1, None),
+        (2, "warm-up prediction failed: boom"),
+    ]
+    assert history.current().package_sha256 == sha1  # type: ignore[union-attr]
+    assert world.registries["dev"].aliases[("churn", "dev")] == 1
+
+
+def test_promoting_what_already_serves_does_nothing(world: World) -> None:
+    world.publish(1)
+    to(world, "dev", 1)
+    again = to(world, "dev", 1)
+    assert again.release is None
+    assert again.current is not None and again.current.seq == 0
+    assert len(read_history(world.home.ledger, "dev").entries) == 1
