@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import boto3
 
 from lockgate.aws.sagemaker_endpoint import SageMakerEndpoint
@@ -21,8 +23,13 @@ def sagemaker_endpoint(
     """
     if not config.image or not config.role_arn:
         raise ConfigError(f"{where}: kind = 'sagemaker' needs image and role_arn")
+    session = boto3.session.Session()
+    # Lambda and SageMaker set AWS_REGION, which boto3 itself only reads as AWS_DEFAULT_REGION.
+    client = session.client(
+        "sagemaker", region_name=session.region_name or os.environ.get("AWS_REGION")
+    )
     return SageMakerEndpoint(
-        boto3.client("sagemaker"),
+        client,
         store,
         endpoint_name=endpoint_name,
         image_uri=config.image,

@@ -3,7 +3,8 @@
 The stages so far: generate data -> upload to raw/ -> the runtime dispatches the S3-shaped
 event -> the data pipeline commits a version (and quarantines a broken file) -> a parallel
 Optuna study trains model families on it -> the best model is packaged and registered
-(pending approval) -> an HTML report of the study.
+(pending approval) -> an HTML report of the study -> approved for staging, promoted to dev and
+staging, both endpoints started and sent rows -> staging's release history.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lockgate.cli.app import app
 from lockgate.cli.output import console, stage, transfer_progress
+
+if TYPE_CHECKING:
+    from lockgate.cli.serving import RunningEndpoint
+    from lockgate.config import Settings
 
 BROKEN_CSV = (
     "customer_id,signup_date,tenure_months,monthly_charges\n"
@@ -103,6 +108,9 @@ def demo(
     trained = run_training(settings, store, trials=trials, workers=workers)
     print_training(trained)
 
+    console.rule("[bold]5. deployment: approve, promote dev -> staging, serve, predict")
+    endpoints = deploy(settings, config_path, trained.model_name, trained.model_version, files[0])
+
     console.rule("[bold]summary")
     versions = list_versions(store, "churn")
     latest = versions[-1]
@@ -117,3 +125,91 @@ def demo(
     console.print("  lockgate runs                 # the study's trials")
     console.print(f"  open {trained.report_path}")
     console.print("  lockgate ui                   # MLflow on http://127.0.0.1:5000")
+    console.print("  lockgate models               # versions, approvals, where each serves")
+    console.print("  lockgate history --env staging")
+    for env in endpoints:
+        console.print(f"  lockgate serve --env {env:<8}     # its endpoint (the demo stopped it)")
+
+
+def deploy(
+    settings: Settings, config_path: Path, model: str, version: int, sample: Path
+) -> list[str]:
+    """Approve ``version`` for staging, promote it to dev and staging, start both endpoints,
+    send them rows, show staging's history; stop the endpoints. Returns the environments."""
+    import json
+
+    from lockgate.cli.deployment import environment, print_history, print_outcome
+    from lockgate.cli.serving import start_endpoint, state_file
+    from lockgate.config import current_user
+    from lockgate.pipelines.deployment.approvals import record_decision
+    from lockgate.pipelines.deployment.promotion import promote
+    from lockgate.pipelines.training.package import package_prefix, package_sha256_of
+
+    envs = {name: environment(settings, name) for name in ("dev", "staging")}
+    home = envs["dev"]
+    info = json.loads(home.store.get(package_prefix(model, version) + "package.json"))
+    reviewer = "demo-reviewer"
+    record_decision(
+        home.ledger,
+        model,
+        version,
+        "approved",
+        env="staging",
+        by=reviewer,
+        note="demo: test metrics look right",
+        package_sha256=package_sha256_of(info),
+    )
+    console.print(f"{model} version {version} approved for staging by {reviewer}")
+    running: list[RunningEndpoint] = []
+    try:
+        for env in envs:
+            outcome = promote(
+                home, envs[env], model, version, by=current_user(), environments=envs, say=stage
+            )
+            print_outcome(env, outcome)
+            endpoint = start_endpoint(
+                config_path,
+                env,
+                state_file(settings, env),
+                settings.for_env(env).env_dir / "logs" / "endpoint.log",
+            )
+            running.append(endpoint)
+            console.print(f"endpoint {settings.endpoint_name(env)} serving at {endpoint.url}")
+        show_predictions(running, sample)
+        print_history(settings, "staging")
+    finally:
+        for endpoint in running:
+            endpoint.stop()
+    return list(envs)
+
+
+def show_predictions(endpoints: list[RunningEndpoint], sample: Path, rows: int = 5) -> None:
+    """Send the first ``rows`` rows of ``sample`` to every endpoint; print what each answered."""
+    import json
+    import urllib.request
+
+    from rich.table import Table
+
+    with sample.open(encoding="utf-8") as handle:
+        body = "".join(line for _, line in zip(range(rows + 1), handle, strict=False)).encode()
+    table = Table(title=f"predictions for the first {rows} rows of {sample.name}")
+    table.add_column("customer_id")
+    answers = []
+    for endpoint in endpoints:
+        request = urllib.request.Request(  # noqa: S310 - the endpoint the demo just started
+            endpoint.url + "/invocations",
+            data=body,
+            headers={"Content-Type": "text/csv", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            answers.append(json.loads(response.read()))
+        table.add_column(f"{endpoint.env}: churned (p)")
+    for index, item in enumerate(answers[0]["predictions"]):
+        cells = [str(item.get("customer_id", index))]
+        for answer in answers:
+            prediction = answer["predictions"][index]
+            probability = (prediction.get("probabilities") or {}).get(str(prediction["prediction"]))
+            suffix = f" ({probability:.2f})" if probability is not None else ""
+            cells.append(f"{prediction['prediction']}{suffix}")
+        table.add_row(*cells)
+    console.print(table)

@@ -77,13 +77,16 @@ def environment(settings: Settings, name: str, *, check: bool = True) -> Environ
 
 
 def _sagemaker_endpoint(settings: Settings, name: str, store: Store) -> Any:
+    import importlib
+
     try:
-        from lockgate.aws.endpoints import sagemaker_endpoint
+        # By name, as wiring.open_store does: the CLI layer never imports boto3 itself.
+        module = importlib.import_module("lockgate.aws.endpoints")
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"SageMaker endpoints need '{exc.name}': pip install 'lockgate[aws]'"
         ) from None
-    return sagemaker_endpoint(
+    return module.sagemaker_endpoint(
         store,
         settings.endpoint_name(name),
         settings.env_config(name).endpoint,
@@ -352,7 +355,7 @@ def promote(
         environments=envs,
         say=stage,
     )
-    _print_outcome(to, outcome)
+    print_outcome(to, outcome)
 
 
 @app.command()
@@ -370,10 +373,10 @@ def rollback(
     outcome = run_rollback(
         environment(settings, env), by=by or current_user(), note=note, say=stage
     )
-    _print_outcome(env, outcome)
+    print_outcome(env, outcome)
 
 
-def _print_outcome(env: str, outcome: Outcome) -> None:
+def print_outcome(env: str, outcome: Outcome) -> None:
     release = outcome.release
     if release is None:
         current = outcome.current
@@ -405,12 +408,17 @@ def history(
     ] = None,
 ) -> None:
     """Every release of an environment: what served, when, approved and released by whom."""
+    context: Context = ctx.obj
+    settings = context.settings()
+    print_history(settings, env, at)
+
+
+def print_history(settings: Settings, env: str, at: str | None = None) -> None:
+    """The release table of ``env`` (or, with ``at``, the release that served then)."""
     from lockgate.pipelines.deployment.ledger import Ledger
     from lockgate.pipelines.deployment.releases import read_history
     from lockgate.wiring import open_store
 
-    context: Context = ctx.obj
-    settings = context.settings()
     _check_env(settings, env)
     store = open_store(settings.for_env(env).store_uri)
     found = read_history(Ledger(store), env)
@@ -419,7 +427,7 @@ def history(
         release = found.at(when)
         if release is None:
             console.print(f"nothing served in {env} at {when.isoformat(timespec='seconds')}")
-            raise typer.Exit(0)
+            return
         _print_release(release, f"served in {env} at {when.isoformat(timespec='seconds')}")
         return
     releases = found.releases()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -227,3 +230,76 @@ def _flatten(prediction: dict[str, Any]) -> dict[str, Any]:
     for label, probability in (prediction.get("probabilities") or {}).items():
         row[f"p_{label}"] = f"{probability:.6f}"
     return row
+
+
+@dataclass
+class RunningEndpoint:
+    """A ``lockgate serve`` child process and the URL it answers on."""
+
+    env: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM (the server drains and flushes its capture), then SIGKILL if it hangs."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        return self.process.returncode
+
+
+def start_endpoint(
+    config: Path, env: str, state: Path, log: Path, timeout: float = 60.0
+) -> RunningEndpoint:
+    """Start ``lockgate serve --env ENV --port 0`` in the background; wait until /ping is 200.
+
+    Raises:
+        LockgateError: it exited or did not become ready in ``timeout`` seconds (its log says
+            why; the process is stopped).
+    """
+    from lockgate.local.endpoint import read_state
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "lockgate",
+        "--config",
+        str(config),
+        "serve",
+        "--env",
+        env,
+        "--port",
+        "0",
+    ]
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        running = read_state(state)
+        if running is not None and running.pid == process.pid and _ping(running.url):
+            return RunningEndpoint(env, process, running.url, log)
+        time.sleep(0.05)
+    endpoint = RunningEndpoint(env, process, "", log)
+    endpoint.stop()
+    tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+    raise LockgateError(
+        f"the {env} endpoint did not come up ({'; '.join(tail) or 'no output'}); see {log}"
+    )
+
+
+def _ping(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/ping", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
