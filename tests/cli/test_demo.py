@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,24 @@ def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path
     assert json.loads((package / "package.json").read_text())["data_version"] == status[1]
     (report,) = (workspace / ".lockgate" / "dev" / "reports").glob("*.html")
     assert str(report) in out.replace("\n", "")
+
+    # Deployment: approved for staging, released to dev and staging, both endpoints answered.
+    assert "churn version 1 approved for staging by demo-reviewer" in out
+    assert "released churn version 1 to dev as release #0" in out
+    assert "released churn version 1 to staging as release #0" in out
+    urls = re.findall(r"endpoint lockgate-(dev|staging) serving at (http://127\.0\.0\.1:\d+)", out)
+    assert [env for env, _ in urls] == ["dev", "staging"]
+    assert re.search(r"C7-\d+\s+│\s+[01] \(0\.\d\d\)\s+│\s+[01] \(0\.\d\d\)", out), out
+    assert re.search(r"0\s+│\s+\S+ \S+\s+│\s+promote\s+│\s+churn v1\s+│.*demo-reviewer", out)
+    staging = workspace / ".lockgate" / "staging"
+    assert (staging / "store" / "models" / "churn" / "1" / "package.json").read_bytes() == (
+        package / "package.json"
+    ).read_bytes()
+    # The demo stopped what it started: no state file left, the ports no longer answer.
+    for env, url in urls:
+        assert not (workspace / ".lockgate" / env / "endpoint.json").exists()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url + "/ping", timeout=5)  # noqa: S310 - loopback
 
 
 def test_demo_run_again_finds_the_version_exists(tmp_path: Path) -> None:

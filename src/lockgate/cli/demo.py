@@ -166,7 +166,7 @@ def deploy(
             outcome = promote(
                 home, envs[env], model, version, by=current_user(), environments=envs, say=stage
             )
-            print_outcome(env, outcome)
+            print_outcome(env, outcome, hint=False)
             endpoint = start_endpoint(
                 config_path,
                 env,

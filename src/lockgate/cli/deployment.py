@@ -376,7 +376,7 @@ def rollback(
     print_outcome(env, outcome)
 
 
-def print_outcome(env: str, outcome: Outcome) -> None:
+def print_outcome(env: str, outcome: Outcome, *, hint: bool = True) -> None:
     release = outcome.release
     if release is None:
         current = outcome.current
@@ -393,7 +393,8 @@ def print_outcome(env: str, outcome: Outcome) -> None:
     )
     deployment = outcome.deployment
     if deployment is None or deployment.state == "not_running":
-        console.print(f"endpoint: not running; serve it with `lockgate serve --env {env}`")
+        if hint:
+            console.print(f"endpoint: not running; serve it with `lockgate serve --env {env}`")
     else:
         console.print(f"endpoint: {deployment.state} at {deployment.endpoint}")
 
