@@ -31,9 +31,9 @@ from lockgate.aws.sagemaker_endpoint import (
     DeploymentTimedOut,
     SageMakerEndpoint,
     SageMakerError,
-    write_model_archive,
 )
 from lockgate.errors import ConfigError, IntegrityError
+from lockgate.pipelines.training.archive import write_model_archive
 from lockgate.pipelines.training.package import package_sha256
 from lockgate.ports.endpoint import DeploymentFailed, DeployRequest
 from tests.packages import make_package, prepare_churn

@@ -17,10 +17,8 @@ uses, so monitoring reads both the same way.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +34,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as NetworkError
 
 from lockgate.errors import ConfigError, IntegrityError, LockgateError
-from lockgate.pipelines.training.package import PACKAGE_JSON, package_sha256, verify_package
+from lockgate.pipelines.training.archive import write_model_archive
+from lockgate.pipelines.training.package import package_sha256
 from lockgate.ports.endpoint import Deployment, DeploymentFailed, DeployRequest, EndpointState
 from lockgate.ports.store import Store
 
@@ -48,8 +47,6 @@ VARIANT = "AllTraffic"
 SHA_TAG = "lockgate:package-sha256"
 MODEL_TAG = "lockgate:model"
 VERSION_TAG = "lockgate:version"
-ARCHIVE_MTIME = 0
-"""Every archive member's mtime: the same package gives the same bytes, whenever it is packed."""
 
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _NOT_TAG_TEXT = re.compile(r"[^\w\s.:/=+\-@]")
@@ -439,40 +436,6 @@ class SageMakerEndpoint:
             )
         text = f"{where} failed: {code} {message}".rstrip()
         return SageMakerError(f"{text} ({hint})" if hint else text, code)
-
-
-def write_model_archive(package_dir: Path, dest: Path) -> Path:
-    """Pack a model package into the ``model.tar.gz`` SageMaker unpacks into ``/opt/ml/model``.
-
-    The package is verified first. The archive holds ``package.json`` and the files it lists,
-    at its root, in name order, with fixed times, owners and modes, and gzip without a name or
-    time in its header: the same package always gives the same bytes.
-
-    Returns:
-        ``dest``.
-
-    Raises:
-        IntegrityError: a file is missing or differs from ``package.json``.
-    """
-    package_dir = Path(package_dir)
-    document = verify_package(package_dir)
-    names = sorted({*document["files"], PACKAGE_JSON})
-    with (
-        open(dest, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=ARCHIVE_MTIME) as compressed,
-        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for name in names:
-            path = package_dir / name
-            member = tarfile.TarInfo(name)
-            member.size = path.stat().st_size
-            member.mtime = ARCHIVE_MTIME
-            member.mode = 0o644
-            member.uid = member.gid = 0
-            member.uname = member.gname = ""
-            with open(path, "rb") as content:
-                archive.addfile(member, content)
-    return dest
 
 
 def _archive_key(request: DeployRequest) -> str:

@@ -293,3 +293,16 @@ def test_promoting_what_already_serves_does_nothing(world: World) -> None:
     assert again.release is None
     assert again.current is not None and again.current.seq == 0
     assert len(read_history(world.home.ledger, "dev").entries) == 1
+
+
+def test_served_in_counts_the_hours_since_the_release_there(world: World) -> None:
+    world.envs["prod"].gates = GatesConfig(served_in="staging", min_served_hours=24)
+    released = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    approve(world, 1, "staging", "alice")
+    to(world, "staging", 1, now=released)
+
+    with pytest.raises(GatesRefused, match=r"6\.0 h of the 24 h required"):
+        to(world, "prod", 1, now=released + timedelta(hours=6))
+    outcome = to(world, "prod", 1, now=released + timedelta(hours=25))
+    assert outcome.release is not None
+    assert outcome.release.released_at == released + timedelta(hours=25)
