@@ -76,6 +76,16 @@ class Ledger:
             )
         return sorted(found, key=lambda entry: entry.seq)
 
+    def tail(self, kind: str, scope: str) -> int | None:
+        """The last record's number, from the listing alone (no record is read)."""
+        prefix = stream_prefix(kind, scope)
+        numbers = [
+            int(name[:-5])
+            for name in (info.key[len(prefix) :] for info in self.store.list(prefix))
+            if name.endswith(".json") and name[:-5].isdigit()
+        ]
+        return max(numbers) if numbers else None
+
     def latest(self, kind: str, scope: str) -> Entry | None:
         entries = self.entries(kind, scope)
         return entries[-1] if entries else None
@@ -112,8 +122,7 @@ class Ledger:
         """
         conditional = after != -1
         for _attempt in range(RETRIES):
-            tail = self.latest(kind, scope)
-            tail_seq = tail.seq if tail is not None else None
+            tail_seq = self.tail(kind, scope)
             if conditional and tail_seq != after:
                 raise LedgerConflict(
                     f"ledger/{kind}/{scope} has moved on (now at {tail_seq}, expected {after}): "
