@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.config import load_settings
+from lockgate.config import GatesConfig, load_settings
 from lockgate.errors import ConfigError
 
 TOML = """
@@ -114,3 +114,24 @@ def test_unknown_or_ambiguous_dataset(config: Path, tmp_path: Path) -> None:
     two.write_text(TOML.replace('default_dataset = "churn"', ""), encoding="utf-8")
     with pytest.raises(ConfigError, match="pick one with --dataset"):
         load_settings(two, environ={}).dataset()
+
+
+def test_default_gates_follow_the_promotion_order(tmp_path: Path) -> None:
+    defaults = load_settings(tmp_path / "none.toml", environ={})
+    assert defaults.env_names == ["dev", "staging", "prod"]
+    assert defaults.gates("dev") == GatesConfig()
+    assert defaults.gates("staging") == GatesConfig(approval=True)
+    prod = defaults.gates("prod")
+    assert prod.approver_not_trainer and prod.served_in == "staging"
+    assert prod.min_served_requests == 1
+    assert [defaults.endpoint_port(env) for env in defaults.env_names] == [8080, 8081, 8082]
+
+    config = tmp_path / "lockgate.toml"
+    config.write_text("[envs.dev]\n[envs.qa]\n[envs.live]\n[envs.live.gates]\napproval = false\n")
+    custom = load_settings(config, environ={})
+    assert custom.env_names == ["dev", "qa", "live"]
+    assert custom.gates("qa").served_in == "dev"  # the one before it, not a missing "staging"
+    assert custom.gates("live") == GatesConfig(approval=False)  # written: taken as is
+    assert [custom.endpoint_port(env) for env in custom.env_names] == [8080, 8091, 8092]
+    with pytest.raises(ConfigError, match="environment 'staging' is not in"):
+        custom.for_env("staging")

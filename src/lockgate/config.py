@@ -113,14 +113,17 @@ class GatesConfig(_Strict):
     )
 
     @classmethod
-    def default_for(cls, env: str) -> GatesConfig:
+    def default_for(cls, env: str, before: str | None = "staging") -> GatesConfig:
         """dev: none; staging: an approval; prod (and any other name): an approval by someone
-        other than the trainer, after serving in staging."""
+        other than the trainer, after answering requests in ``before`` (the environment ahead
+        of it in promotion order) without a server error."""
         if env == "dev":
             return cls()
-        if env == "staging":
+        if env == "staging" or before is None:
             return cls(approval=True)
-        return cls(approval=True, approver_not_trainer=True, served_in="staging")
+        return cls(
+            approval=True, approver_not_trainer=True, served_in=before, min_served_requests=1
+        )
 
 
 class EndpointConfig(_Strict):
@@ -132,7 +135,10 @@ class EndpointConfig(_Strict):
     name: str | None = Field(None, description="endpoint name; default lockgate-<env>")
     host: str = "127.0.0.1"
     port: int | None = Field(
-        None, ge=1, le=65535, description="default 8080 (dev), 8081 (staging), 8082 (prod)"
+        None,
+        ge=1,
+        le=65535,
+        description="default 8080 (dev), 8081 (staging), 8082 (prod), 8090 + position (others)",
     )
     capture_percent: float = Field(
         100.0, ge=0.0, le=100.0, description="share of requests written to data capture"
@@ -277,7 +283,16 @@ class Settings(BaseModel):
     def gates(self, env: str) -> GatesConfig:
         """The gates of ``env``: lockgate.toml's, else the defaults for its name."""
         configured = self.env_config(env).gates
-        return configured if configured is not None else GatesConfig.default_for(env)
+        if configured is not None:
+            return configured
+        names = self.env_names
+        if env == "prod" and "staging" in names:
+            before: str | None = "staging"
+        elif env in names and names.index(env) > 0:
+            before = names[names.index(env) - 1]
+        else:
+            before = None
+        return GatesConfig.default_for(env, before)
 
     def endpoint_name(self, env: str | None = None) -> str:
         env = env or self.env
@@ -290,7 +305,8 @@ class Settings(BaseModel):
             return configured
         if env in DEFAULT_PORTS:
             return DEFAULT_PORTS[env]
-        return 8080 + (self.env_names.index(env) if env in self.env_names else 0)
+        # Other names count on from 8090, clear of the three defaults.
+        return 8090 + (self.env_names.index(env) if env in self.env_names else 0)
 
     def for_env(self, env: str) -> Settings:
         """These settings for another environment (a ``--store`` override stays with its own)."""

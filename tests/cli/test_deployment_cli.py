@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lockgate.cli.serving import start_endpoint
 from tests.cli.conftest import Project, assert_ok, assert_user_error, describe, run_cli
 
 pytestmark = pytest.mark.slow
@@ -64,11 +65,22 @@ def test_the_way_to_prod_through_the_gates(trained: Project) -> None:
     original = trained.store("dev") / "models" / "churn" / "1" / "package.json"
     assert copied.read_bytes() == original.read_bytes()
 
-    # prod: the trainer's own approval is not enough.
+    # prod: the trainer's own approval is not enough, nor a release nobody sent a request to.
     assert_ok(run_cli(["approve", "churn", "1", "--env", "prod", "--by", "trainer"], root))
     refused = run_cli(["promote", "churn", "1", "--to", "prod"], root, user)
     assert refused.returncode == 1, describe(refused)
     assert "approved by trainer, who trained it; someone else must approve" in refused.stderr
+    assert "served in staging: " in refused.stderr
+    assert "0 of the 1 requests required" in refused.stderr
+
+    staging = trained.root / ".lockgate" / "staging"
+    endpoint = start_endpoint(
+        root / "lockgate.toml", "staging", staging / "endpoint.json", root / "staging.log"
+    )
+    try:
+        assert_ok(run_cli(["predict", "data/churn.csv", "--env", "staging"], root))
+    finally:
+        assert endpoint.stop() == 0  # the serving record is written on the way out
     assert_ok(
         run_cli(["approve", "churn", "1", "--env", "prod", "--by", "alice", "--note", "ok"], root)
     )

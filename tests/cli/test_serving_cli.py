@@ -18,9 +18,9 @@ from lockgate.local.file_store import FileStore
 from lockgate.pipelines.data.versions import latest_version
 from lockgate.pipelines.training.package import package_prefix, write_package_to_store
 from tests.cli.conftest import ROWS, Project, assert_ok, describe, run_cli
+from tests.cli.fragile_models import BREAK_HERE, BreaksOnTheEndpoint
 from tests.cli.test_deployment_cli import TRAIN_TOML, train_version
 from tests.packages import Prepared, make_package
-from tests.serving.models import BreaksWhenLoaded
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +35,17 @@ def publish(project: Project, version: int, model: object) -> None:
         prepared, project.root / "built" / str(version), model=model, version=version
     )
     write_package_to_store(store, folder, package_prefix("churn", version))
+
+
+def assert_same_predictions(out: str, expected: list[dict[str, str]]) -> None:
+    """Same rows, ids and labels; probabilities equal up to float32 rounding (a batch of
+    another size may round the last digit differently)."""
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["customer_id"], r["prediction"]) for r in table] == [
+        (r["customer_id"], r["prediction"]) for r in expected
+    ]
+    for got, want in zip(table, expected, strict=True):
+        assert float(got["p_1"]) == pytest.approx(float(want["p_1"]), abs=1e-5)
 
 
 def get(url: str) -> tuple[int, str]:
@@ -56,7 +67,9 @@ def test_serve_predict_hot_swap_and_a_swap_that_fails(
     assert_ok(run_cli(["promote", "churn", "1", "--to", "dev"], root))
 
     state = root / ".lockgate" / "dev" / "endpoint.json"
+    monkeypatch.setenv(BREAK_HERE, "1")  # for the server only: see fragile_models
     endpoint = start_endpoint(config, "dev", state, root / "endpoint.log")
+    monkeypatch.delenv(BREAK_HERE)
     try:
         status, version = get(endpoint.url + "/version")
         assert status == 200 and json.loads(version)["version"] == 1
@@ -68,6 +81,16 @@ def test_serve_predict_hot_swap_and_a_swap_that_fails(
         with project.csv.open() as handle:
             ids = [row["customer_id"] for row in csv.DictReader(handle)]
         assert [row["customer_id"] for row in table] == ids  # echoed back, in order
+        # Smaller requests (by rows and by bytes) give the same answer, row for row.
+        small = ["predict", "data/churn.csv", "--env", "dev", "--batch", "7", "--max-bytes", "4096"]
+        assert_same_predictions(assert_ok(run_cli(small, root)).stdout, table)
+        # A spreadsheet's "CSV UTF-8" starts with a byte-order mark; it is not a column name.
+        (root / "bom.csv").write_bytes(b"\xef\xbb\xbf" + project.csv.read_bytes())
+        bom = assert_ok(run_cli(["predict", "bom.csv", "--env", "dev"], root)).stdout
+        assert_same_predictions(bom, table)
+        (root / "empty.csv").write_text("customer_id,tenure_months\n")
+        empty = run_cli(["predict", "empty.csv", "--env", "dev"], root)
+        assert empty.returncode == 1 and "empty.csv has no rows to predict" in empty.stderr
 
         with project.csv.open() as handle:
             rows = [row for _, row in zip(range(3), csv.DictReader(handle), strict=False)]
@@ -85,12 +108,13 @@ def test_serve_predict_hot_swap_and_a_swap_that_fails(
             in refused.stderr
         )
 
-        # A package that fails its warm-up: the release is marked failed, v1 keeps serving.
-        publish(project, 2, BreaksWhenLoaded(LogisticRegression(max_iter=500)))
+        # A package that predicts here but fails its warm-up on the endpoint: the release is
+        # marked failed, v1 keeps serving.
+        publish(project, 2, BreaksOnTheEndpoint(LogisticRegression(max_iter=500)))
         failed = run_cli(["promote", "churn", "2", "--to", "dev"], root)
         assert failed.returncode == 1, describe(failed)
         assert "release #1 of dev failed on the endpoint and is marked failed" in failed.stderr
-        assert "churn version 1 keeps serving" in failed.stderr
+        assert "churn version 1 (release #0) serves" in failed.stderr
         assert json.loads(get(endpoint.url + "/version")[1])["version"] == 1
         history = assert_ok(run_cli(["history", "--env", "dev"], root)).stdout
         assert "release #1 failed:" in history

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import boto3
+from botocore.exceptions import BotoCoreError
 
 from lockgate.aws.sagemaker_endpoint import SageMakerEndpoint
 from lockgate.config import EndpointConfig
@@ -23,11 +24,16 @@ def sagemaker_endpoint(
     """
     if not config.image or not config.role_arn:
         raise ConfigError(f"{where}: kind = 'sagemaker' needs image and role_arn")
-    session = boto3.session.Session()
-    # Lambda and SageMaker set AWS_REGION, which boto3 itself only reads as AWS_DEFAULT_REGION.
-    client = session.client(
-        "sagemaker", region_name=session.region_name or os.environ.get("AWS_REGION")
-    )
+    try:
+        session = boto3.session.Session()
+        # Lambda and SageMaker set AWS_REGION; boto3 itself only reads AWS_DEFAULT_REGION.
+        client = session.client(
+            "sagemaker", region_name=session.region_name or os.environ.get("AWS_REGION")
+        )
+    except BotoCoreError as exc:
+        raise ConfigError(
+            f"{where}: cannot reach SageMaker ({exc}); set AWS_PROFILE / AWS_REGION"
+        ) from None
     return SageMakerEndpoint(
         client,
         store,

@@ -41,8 +41,11 @@ NoteOption = Annotated[str, typer.Option("--note", help="Why, for the record.")]
 # -- wiring ------------------------------------------------------------------------------------
 
 
-def environment(settings: Settings, name: str, *, check: bool = True) -> Environment:
-    """Adapters of environment ``name``: store, registry, gates, endpoint."""
+def environment(
+    settings: Settings, name: str, *, check: bool = True, endpoint: bool = True
+) -> Environment:
+    """Adapters of environment ``name``: store, registry, gates and (unless ``endpoint`` is
+    False: another environment only read for its ledger) its endpoint."""
     from lockgate.cli.training import _training_modules, tracking
     from lockgate.local.endpoint import LocalEndpoint
     from lockgate.pipelines.deployment.promotion import Environment
@@ -56,11 +59,13 @@ def environment(settings: Settings, name: str, *, check: bool = True) -> Environ
     store = open_store(env_settings.store_uri)
     uri, _artifacts = tracking(env_settings)
     config = settings.env_config(name).endpoint
-    endpoint: Any
-    if config.kind == "sagemaker":
-        endpoint = _sagemaker_endpoint(settings, name, store)
+    adapter: Any = None
+    if not endpoint:
+        pass
+    elif config.kind == "sagemaker":
+        adapter = _sagemaker_endpoint(settings, name, store)
     else:
-        endpoint = LocalEndpoint(
+        adapter = LocalEndpoint(
             env_settings.env_dir / "endpoint.json", settings.endpoint_name(name)
         )
     return Environment(
@@ -70,7 +75,7 @@ def environment(settings: Settings, name: str, *, check: bool = True) -> Environ
         registry_uri=uri,
         work_dir=env_settings.env_dir / "deploy",
         gates=settings.gates(name),
-        endpoint=endpoint,
+        endpoint=adapter,
         endpoint_name=settings.endpoint_name(name),
         image_digests={"serving": config.image} if config.image else {},
     )
@@ -103,7 +108,8 @@ def _check_env(settings: Settings, name: str) -> None:
 
 
 def _all_environments(settings: Settings) -> dict[str, Environment]:
-    return {name: environment(settings, name) for name in settings.env_names}
+    """Every environment, for reading its ledger (no endpoint adapters: no AWS needed)."""
+    return {name: environment(settings, name, endpoint=False) for name in settings.env_names}
 
 
 def _home(ctx: typer.Context) -> tuple[Settings, Environment]:
@@ -345,6 +351,7 @@ def promote(
     settings, home = _home(ctx)
     _check_env(settings, to)
     envs = _all_environments(settings)
+    envs[to] = environment(settings, to)
     outcome = run_promotion(
         envs.get(settings.env, home),
         envs[to],
@@ -368,10 +375,9 @@ def rollback(
     """Release again the package that served before the current one."""
     from lockgate.pipelines.deployment.promotion import rollback as run_rollback
 
-    context: Context = ctx.obj
-    settings = context.settings()
+    settings, home = _home(ctx)
     outcome = run_rollback(
-        environment(settings, env), by=by or current_user(), note=note, say=stage
+        environment(settings, env), by=by or current_user(), note=note, home=home, say=stage
     )
     print_outcome(env, outcome)
 

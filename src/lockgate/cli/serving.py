@@ -19,7 +19,7 @@ import typer
 
 from lockgate.cli.app import Context, app
 from lockgate.cli.output import err
-from lockgate.errors import ConfigError, LockgateError
+from lockgate.errors import ConfigError, LockgateError, ObjectNotFound
 
 if TYPE_CHECKING:
     from lockgate.config import Settings
@@ -75,12 +75,19 @@ def serve(
         )
     state = state_file(settings, name)
     running = read_state(state)
-    if running is not None:
+    if running is not None and _ping(running.url):
         raise LockgateError(
             f"an endpoint for {name} already runs at {running.url} (pid {running.pid}); "
             "stop it first (promotions hot-swap it, no restart needed)"
         )
-    folder = local_copy(store, current.package_prefix, env_settings.env_dir / "deploy")
+    try:
+        folder = local_copy(store, current.package_prefix, env_settings.env_dir / "deploy")
+    except ObjectNotFound:
+        raise LockgateError(
+            f"release #{current.seq} of {name} ({current.model} version {current.version}) "
+            f"has no package at {current.package_prefix} in {store.uri}; roll back "
+            f"(lockgate rollback --env {name}) or promote another version"
+        ) from None
     if package_sha256(folder) != current.package_sha256:
         raise LockgateError(
             f"{current.package_prefix} in {store.uri} does not match release #{current.seq}; "
@@ -125,7 +132,10 @@ def predict(
     url: Annotated[
         str | None, typer.Option(help="Endpoint URL [default: the environment's running server]")
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Rows per request.")] = 500,
+    batch: Annotated[int, typer.Option(min=1, help="Most rows per request.")] = 500,
+    max_bytes: Annotated[
+        int, typer.Option(min=1024, help="Most bytes per request (the endpoint's limit is 6 MB).")
+    ] = 1_000_000,
 ) -> None:
     """Send rows to an endpoint and print its predictions as CSV."""
     from lockgate.local.endpoint import read_state
@@ -141,7 +151,7 @@ def predict(
     writer: csv.DictWriter[str] | None = None
     total = 0
     model = ""
-    for body, content_type in _requests(rows, batch):
+    for body, content_type in _requests(rows, batch, max_bytes):
         document = _invoke(url.rstrip("/") + "/invocations", body, content_type)
         predictions = document.get("predictions", [])
         model = f"{document.get('model')} version {document.get('model_version')}"
@@ -153,48 +163,68 @@ def predict(
             writer.writerows(flat)
         total += len(flat)
     sys.stdout.flush()
+    if not total:
+        raise LockgateError(f"{rows} has no rows to predict")
     err.print(f"{total} row(s) predicted by {model} at {url}")
 
 
-def _requests(path: Path, batch: int) -> Iterator[tuple[bytes, str]]:
-    """Request bodies of at most ``batch`` rows each, in the file's own format."""
+def _requests(path: Path, batch: int, max_bytes: int) -> Iterator[tuple[bytes, str]]:
+    """Request bodies in the file's own format, each at most ``batch`` rows and (unless one
+    row alone is larger) ``max_bytes`` bytes."""
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
     suffix = path.name.lower()
     if suffix.endswith(".jsonl") or suffix.endswith(".ndjson"):
-        records: list[Any] = []
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except ValueError as exc:
-                    raise LockgateError(f"{path}:{number} is not JSON: {exc}") from None
-                if len(records) == batch:
-                    yield json.dumps({"instances": records}).encode(), "application/json"
-                    records = []
-        if records:
-            yield json.dumps({"instances": records}).encode(), "application/json"
+        yield from _jsonl_requests(path, batch, max_bytes)
         return
     if not suffix.endswith(".csv"):
         raise ConfigError(f"{path}: predict reads .csv (with a header row) or .jsonl files")
-    with path.open(encoding="utf-8", newline="") as handle:
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
             raise LockgateError(f"{path} is empty")
-        chunk: list[list[str]] = []
+        head = _csv_body(header, [])
+        chunk: list[bytes] = []
+        size = len(head)
         for row in reader:
-            chunk.append(row)
-            if len(chunk) == batch:
-                yield _csv_body(header, chunk), "text/csv"
-                chunk = []
+            line = _csv_body(row, [])
+            if chunk and (len(chunk) == batch or size + len(line) > max_bytes):
+                yield head + b"".join(chunk), "text/csv"
+                chunk, size = [], len(head)
+            chunk.append(line)
+            size += len(line)
         if chunk:
-            yield _csv_body(header, chunk), "text/csv"
+            yield head + b"".join(chunk), "text/csv"
+
+
+def _jsonl_requests(path: Path, batch: int, max_bytes: int) -> Iterator[tuple[bytes, str]]:
+    records: list[bytes] = []
+    size = 0
+    with path.open(encoding="utf-8-sig") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.dumps(json.loads(line)).encode()
+            except ValueError as exc:
+                raise LockgateError(f"{path}:{number} is not JSON: {exc}") from None
+            if records and (len(records) == batch or size + len(record) > max_bytes):
+                yield _instances(records), "application/json"
+                records, size = [], 0
+            records.append(record)
+            size += len(record) + 1
+    if records:
+        yield _instances(records), "application/json"
+
+
+def _instances(records: list[bytes]) -> bytes:
+    return b'{"instances": [' + b",".join(records) + b"]}"
 
 
 def _csv_body(header: list[str], rows: list[list[str]]) -> bytes:
+    """``header`` and ``rows`` as CSV lines (quoting what needs it, newlines included)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

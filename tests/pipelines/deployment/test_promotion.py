@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -20,14 +21,22 @@ from lockgate.pipelines.deployment.promotion import (
     rollback,
 )
 from lockgate.pipelines.deployment.releases import read_history
-from lockgate.pipelines.training.package import package_sha256, read_package_from_store
-from tests.pipelines.deployment.conftest import World
+from lockgate.pipelines.training.package import (
+    package_sha256,
+    package_sha256_of,
+    read_package_from_store,
+)
+from tests.pipelines.deployment.conftest import RecordingEndpoint, World
 
 
 def approve(
     world: World, version: int, env: str | None, by: str, verdict: str = "approved"
 ) -> None:
-    sha = world.publish(version)
+    """Record a decision about ``version`` (published first, as training would, if need be)."""
+    prefix = f"models/churn/{version}/package.json"
+    if not world.home.store.exists(prefix):
+        world.publish(version)
+    sha = package_sha256_of(json.loads(world.home.store.get(prefix)))
     record_decision(
         Ledger(world.home.store),
         "churn",
@@ -67,7 +76,10 @@ def test_dev_takes_a_registered_package_without_approval_and_records_the_release
     assert record["metrics"]["roc_auc"] > 0.6
     assert record["by"] == "releaser" and record["trained_by"] == "trainer"
     assert record["approvals"] == []
-    assert {gate["gate"] for gate in record["gates"]} == {"not rejected"}
+    assert {gate["gate"]: gate["passed"] for gate in record["gates"]} == {
+        "not rejected": True,
+        "loads and predicts": True,
+    }
     # The endpoint was asked to serve exactly that package, and the alias points at it.
     assert [request.package_sha256 for request in world.endpoints["dev"].requests] == [sha]
     assert world.registries["dev"].aliases[("churn", "dev")] == 1
@@ -121,13 +133,26 @@ def test_prod_needs_someone_else_than_the_trainer_and_a_staging_release(world: W
     assert "never released to staging; promote it there first" in str(refused.value)
 
     approve(world, 1, "staging", "alice")
-    to(world, "staging", 1)
+    staged = to(world, "staging", 1)
+    with pytest.raises(GatesRefused, match="0 of the 1 requests required"):
+        to(world, "prod", 1)  # released to staging is not the same as served there
+    Ledger(world.envs["staging"].store).append(
+        "serving",
+        "staging",
+        {
+            "server_id": "s",
+            "package_sha256": staged.release.record["package_sha256"],  # type: ignore[union-attr]
+            "requests": 1,
+            "errors": 0,
+            "rejected": 0,
+        },
+    )
     approve(world, 1, "prod", "bob")
     outcome = to(world, "prod", 1)
     assert outcome.release is not None
     passed = {gate["gate"]: gate["detail"] for gate in outcome.release.record["gates"]}
     assert passed["approver is not the trainer"] == "approved by bob, trained by trainer"
-    assert passed["served in staging"].startswith("released to staging")
+    assert passed["served in staging"].startswith("current in staging for 0.0 h since release #0")
 
 
 def test_served_in_counts_requests_and_server_errors(world: World) -> None:
@@ -146,6 +171,11 @@ def test_served_in_counts_requests_and_server_errors(world: World) -> None:
 
     report("a", 40, 0)
     report("a", 70, 0)  # cumulative: server a answered 70 in all
+    ledger.append(
+        "serving",
+        "staging",
+        {"server_id": "c", "package_sha256": sha, "requests": 500, "errors": 0, "rejected": 500},
+    )  # refused requests (4xx) are not serving
     with pytest.raises(GatesRefused, match="70 of the 100 requests required"):
         to(world, "prod", 1)
     report("b", 30, 2)
@@ -276,7 +306,7 @@ def test_a_package_failing_on_the_endpoint_is_marked_failed_and_the_old_one_stay
         to(world, "dev", 2)
 
     assert "release #1 of dev failed on the endpoint and is marked failed" in str(failed.value)
-    assert "churn version 1 keeps serving" in str(failed.value)
+    assert "churn version 1 (release #0) serves" in str(failed.value)
     history = read_history(world.home.ledger, "dev")
     assert [(r.version, r.failed) for r in history.releases()] == [
         (1, None),
@@ -306,3 +336,95 @@ def test_served_in_counts_the_hours_since_the_release_there(world: World) -> Non
     outcome = to(world, "prod", 1, now=released + timedelta(hours=25))
     assert outcome.release is not None
     assert outcome.release.released_at == released + timedelta(hours=25)
+
+
+def test_rolling_back_twice_goes_two_steps_back(world: World) -> None:
+    shas = [world.publish(1), world.publish(2, model=DummyClassifier(strategy="prior"))]
+    shas.append(world.publish(3, model=DummyClassifier(strategy="most_frequent")))
+    for version in (1, 2, 3):
+        to(world, "dev", version)
+    first = rollback(world.home, by="oncall")
+    second = rollback(world.home, by="oncall")
+    assert [first.release.package_sha256, second.release.package_sha256] == shas[1::-1]  # type: ignore[union-attr]
+    assert second.release.record["rolled_back_to"] == 0  # type: ignore[union-attr]
+    assert second.release.record["gates"] == [] and second.release.record["approvals"] == []  # type: ignore[union-attr]
+    with pytest.raises(LockgateError, match="no earlier release to roll back to"):
+        rollback(world.home, by="oncall")
+
+
+def test_rollback_refuses_a_version_rejected_since(world: World) -> None:
+    world.publish(1)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    to(world, "dev", 1)
+    to(world, "dev", 2)
+    approve(world, 1, "dev", "bob", verdict="rejected")
+    with pytest.raises(LockgateError, match=r"churn version 1 \(release #0\) was rejected by bob"):
+        rollback(world.home, by="oncall", home=world.home)
+    assert read_history(world.home.ledger, "dev").current().version == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("error", [LockgateError("timed out"), KeyboardInterrupt()])
+def test_any_endpoint_failure_marks_the_release_failed(world: World, error: BaseException) -> None:
+    world.publish(1)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    to(world, "dev", 1)
+
+    def deploy(request: object) -> object:
+        raise error
+
+    world.endpoints["dev"].deploy = deploy  # type: ignore[method-assign]
+    with pytest.raises((PromotionFailed, KeyboardInterrupt)):
+        to(world, "dev", 2)
+    history = read_history(world.home.ledger, "dev")
+    assert [r.failed is None for r in history.releases()] == [True, False]
+    assert history.current().version == 1  # type: ignore[union-attr]
+    # Promoting it again retries the deployment instead of claiming it already serves.
+    world.endpoints["dev"].deploy = RecordingEndpoint().deploy  # type: ignore[method-assign]
+    assert to(world, "dev", 2).release is not None
+
+
+def test_a_package_that_cannot_predict_is_refused_before_anything_is_recorded(
+    world: World,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.serving.models import BreaksWhenLoaded
+
+    world.publish(1, model=BreaksWhenLoaded(LogisticRegression(max_iter=500)))
+    with pytest.raises(GatesRefused, match="loads and predicts: FloatingPointError"):
+        to(world, "dev", 1)
+    assert list(world.home.store.list("ledger/releases/")) == []
+    assert world.endpoints["dev"].requests == []
+
+
+def test_hours_in_staging_count_only_while_the_package_was_current(world: World) -> None:
+    world.envs["prod"].gates = GatesConfig(served_in="staging", min_served_hours=24)
+    released = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    approve(world, 1, "staging", "alice")
+    approve(world, 2, "staging", "alice")
+    to(world, "staging", 1, now=released)
+    to(world, "staging", 2, now=released + timedelta(minutes=30))  # v1 replaced after 30 min
+    with pytest.raises(GatesRefused, match=r"0\.5 h of the 24 h required"):
+        to(world, "prod", 1, now=released + timedelta(hours=48))
+
+
+def test_one_approval_by_someone_else_is_enough_whoever_approved_after(world: World) -> None:
+    world.envs["prod"].gates = GatesConfig(approver_not_trainer=True)
+    approve(world, 1, "prod", "alice")
+    approve(world, 1, "prod", "trainer")  # the trainer's own approval does not undo alice's
+    outcome = to(world, "prod", 1)
+    passed = {g["gate"]: g["detail"] for g in outcome.release.record["gates"]}  # type: ignore[union-attr]
+    assert passed["approver is not the trainer"] == "approved by alice, trained by trainer"
+
+
+def test_promoting_the_current_release_again_repairs_an_endpoint_serving_other_bytes(
+    world: World,
+) -> None:
+    sha = world.publish(1)
+    to(world, "dev", 1)
+    world.endpoints["dev"].serving = "someone-else's-package"
+    again = to(world, "dev", 1)
+    assert again.release is None
+    assert world.endpoints["dev"].serving == sha
+    assert [request.package_sha256 for request in world.endpoints["dev"].requests] == [sha, sha]

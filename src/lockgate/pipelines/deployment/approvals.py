@@ -2,8 +2,8 @@
 
 A decision is a record in ``ledger/approvals/<model>.v<version>/``: who decided, for which
 environment (or for all, a rejection without ``--env``), why, and the package it was about.
-Decisions are never edited; the latest one that applies to an environment is the standing one,
-so a version rejected by mistake is approved again by a new record, and both stay on file.
+Decisions are never edited: a rejection is lifted by a later approval, and every record stays
+on file.
 """
 
 from __future__ import annotations
@@ -96,14 +96,15 @@ def decisions(ledger: Ledger, model: str, version: int) -> list[Decision]:
     ]
 
 
-def standing(found: list[Decision], env: str, package_sha256: str) -> Decision | None:
-    """The decision in force for ``env``: the latest that applies to it and is about this very
-    package (an approval of other bytes under the same version number does not count)."""
-    current = None
-    for decision in found:
-        if decision.applies_to(env) and decision.package_sha256 == package_sha256:
-            current = decision
-    return current
+def in_force(found: list[Decision], env: str, package_sha256: str) -> list[Decision]:
+    """The decisions in force for ``env``: those that apply to it and are about this very
+    package (an approval of other bytes under the same version number does not count), after
+    the last rejection; a rejection that is the latest decision is in force alone."""
+    relevant = [d for d in found if d.applies_to(env) and d.package_sha256 == package_sha256]
+    for index in range(len(relevant) - 1, -1, -1):
+        if relevant[index].verdict == "rejected":
+            return relevant[index:] if index == len(relevant) - 1 else relevant[index + 1 :]
+    return relevant
 
 
 def _decision(entry: Entry) -> Decision:

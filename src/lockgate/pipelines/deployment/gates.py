@@ -7,6 +7,7 @@ package served before -- is gathered by the promotion; checking is a pure functi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,10 +51,13 @@ class Evidence:
     """What the gates look at."""
 
     now: datetime
-    decision: Decision | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    """The decisions in force for the environment (see ``approvals.in_force``)."""
     champion: ChampionScore | None = None
     served_release: Release | None = None
     """The first release of this package in the ``served_in`` environment, if any."""
+    served_hours: float = 0.0
+    """How long the package has been current there, all stints together."""
     served: ServedSummary = field(default_factory=ServedSummary)
 
 
@@ -73,11 +77,11 @@ def check_gates(
     env: str, gates: GatesConfig, candidate: Candidate, evidence: Evidence
 ) -> list[GateResult]:
     """Every gate of ``env`` for ``candidate``; a rejection in force always fails."""
-    results = [_not_rejected(env, evidence.decision)]
+    results = [_not_rejected(env, evidence.decisions)]
     if gates.approval or gates.approver_not_trainer:
-        results.append(_approval(env, candidate, evidence.decision))
+        results.append(_approval(env, candidate, evidence.decisions))
     if gates.approver_not_trainer:
-        results.append(_four_eyes(candidate, evidence.decision))
+        results.append(_four_eyes(candidate, evidence.decisions))
     for metric, floor in sorted(gates.min_metrics.items()):
         results.append(_threshold(candidate, metric, floor, at_least=True))
     for metric, ceiling in sorted(gates.max_metrics.items()):
@@ -89,8 +93,10 @@ def check_gates(
     return results
 
 
-def _not_rejected(env: str, decision: Decision | None) -> GateResult:
-    if decision is not None and decision.verdict == "rejected":
+def _not_rejected(env: str, decisions: list[Decision]) -> GateResult:
+    rejections = [decision for decision in decisions if decision.verdict == "rejected"]
+    if rejections:
+        decision = rejections[-1]
         scope = f"for {decision.env}" if decision.env else "for every environment"
         note = f": {decision.note}" if decision.note else ""
         return GateResult(
@@ -101,9 +107,15 @@ def _not_rejected(env: str, decision: Decision | None) -> GateResult:
     return GateResult("not rejected", True, f"no rejection in force for {env}")
 
 
-def _approval(env: str, candidate: Candidate, decision: Decision | None) -> GateResult:
-    if decision is not None and decision.verdict == "approved":
-        return GateResult("approval", True, f"approved for {env} by {decision.by}")
+def _approvals(decisions: list[Decision]) -> list[Decision]:
+    return [decision for decision in decisions if decision.verdict == "approved"]
+
+
+def _approval(env: str, candidate: Candidate, decisions: list[Decision]) -> GateResult:
+    approvals = _approvals(decisions)
+    if approvals:
+        names = ", ".join(sorted({decision.by for decision in approvals}))
+        return GateResult("approval", True, f"approved for {env} by {names}")
     return GateResult(
         "approval",
         False,
@@ -112,21 +124,25 @@ def _approval(env: str, candidate: Candidate, decision: Decision | None) -> Gate
     )
 
 
-def _four_eyes(candidate: Candidate, decision: Decision | None) -> GateResult:
+def _four_eyes(candidate: Candidate, decisions: list[Decision]) -> GateResult:
     gate = "approver is not the trainer"
-    if decision is None or decision.verdict != "approved":
+    approvals = _approvals(decisions)
+    if not approvals:
         return GateResult(gate, False, "no approval to check")
     if not candidate.trained_by:
         return GateResult(
             gate, False, "the package does not say who trained it, so four eyes cannot be shown"
         )
-    if decision.by == candidate.trained_by:
+    others = sorted({d.by for d in approvals if d.by != candidate.trained_by})
+    if not others:
         return GateResult(
             gate,
             False,
-            f"approved by {decision.by}, who trained it; someone else must approve",
+            f"approved by {candidate.trained_by}, who trained it; someone else must approve",
         )
-    return GateResult(gate, True, f"approved by {decision.by}, trained by {candidate.trained_by}")
+    return GateResult(
+        gate, True, f"approved by {', '.join(others)}, trained by {candidate.trained_by}"
+    )
 
 
 def _threshold(candidate: Candidate, metric: str, bound: float, *, at_least: bool) -> GateResult:
@@ -143,6 +159,11 @@ def _champion(env: str, allowed: float, score: ChampionScore | None) -> GateResu
     gate = f"not worse than the {env} champion by more than {allowed:g}"
     if score is None:
         return GateResult(gate, True, f"{env} has no release yet")
+    if math.isnan(score.champion) or math.isnan(score.candidate):
+        missing = f"version {score.champion_version}" if math.isnan(score.champion) else "it"
+        return GateResult(
+            gate, False, f"{missing} has no test {score.metric} to compare on {score.test_data}"
+        )
     direction = METRICS[score.metric].direction if score.metric in METRICS else "maximize"
     worse_by = (
         score.champion - score.candidate
@@ -164,7 +185,7 @@ def _served(gates: GatesConfig, evidence: Evidence) -> GateResult:
         return GateResult(
             gate, False, f"this package was never released to {where}; promote it there first"
         )
-    hours = (evidence.now - release.released_at).total_seconds() / 3600
+    hours = evidence.served_hours
     served = evidence.served
     problems = []
     if hours < gates.min_served_hours:
@@ -174,8 +195,8 @@ def _served(gates: GatesConfig, evidence: Evidence) -> GateResult:
     if served.errors:
         problems.append(f"{served.errors} server error(s)")
     detail = (
-        f"released to {where} {hours:.1f} h ago (release #{release.seq}), "
-        f"{served.requests} request(s), {served.errors} server error(s)"
+        f"current in {where} for {hours:.1f} h since release #{release.seq}, "
+        f"{served.requests} request(s) answered, {served.errors} server error(s)"
     )
     if problems:
         return GateResult(gate, False, f"{detail}: " + "; ".join(problems))

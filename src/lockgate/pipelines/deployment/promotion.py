@@ -13,8 +13,9 @@ A promotion, in order (each step safe to repeat, the ledger append the only comm
    package fails there, the old one keeps serving, a ``failed`` record marks the release as
    never served, the alias goes back, and :class:`PromotionFailed` is raised.
 
-The copied package of a refused racer stays in the target store: it is immutable and complete
-(verified), so it is not half of anything, and the next promotion of it reuses it.
+The copied package of a refused racer stays in the target store (and, with a registry of its
+own, its registered version there): it is immutable and complete (verified), so it is not half
+of anything, and the next promotion of it reuses both.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from lockgate.config import GatesConfig
 from lockgate.errors import LockgateError, ObjectNotFound
 from lockgate.pipelines.data.versions import load_split, read_manifest
-from lockgate.pipelines.deployment.approvals import decisions, standing
+from lockgate.pipelines.deployment.approvals import decisions, in_force
 from lockgate.pipelines.deployment.gates import (
     Candidate,
     ChampionScore,
@@ -53,7 +54,7 @@ from lockgate.pipelines.training.package import (
     verify_package,
     write_package_to_store,
 )
-from lockgate.ports.endpoint import Deployment, DeploymentFailed, DeployRequest, Endpoint
+from lockgate.ports.endpoint import Deployment, DeployRequest, Endpoint
 from lockgate.ports.store import Store
 from lockgate.ports.tracking import Registry, TrackingError
 
@@ -160,24 +161,26 @@ def promote(
     current = history.current()
     if current is not None and current.package_sha256 == digest:
         say(f"{model} version {version} already serves in {target.name} (release #{current.seq})")
-        return Outcome(None, [], None, current=current)
+        return Outcome(None, [], _resync(target, current, local, say), current=current)
     found = decisions(home.ledger, model, version)
     evidence = Evidence(
         now=now,
-        decision=standing(found, target.name, digest),
+        decisions=in_force(found, target.name, digest),
         champion=_champion(home, target, current, local, candidate, info)
         if target.gates.max_regression is not None
         else None,
     )
     if target.gates.served_in:
         before = _environment(environments, target.gates.served_in)
+        before_history = read_history(before.ledger, before.name)
         evidence = replace(
             evidence,
-            served_release=read_history(before.ledger, before.name).first_served(digest),
+            served_release=before_history.first_served(digest),
+            served_hours=before_history.hours_current(digest, now),
             served=served(before.ledger, before.name, digest),
         )
     say(f"checking the gates of {target.name}")
-    results = check_gates(target.name, target.gates, candidate, evidence)
+    results = [*check_gates(target.name, target.gates, candidate, evidence), _loads(local)]
     if not all(result.passed for result in results):
         raise GatesRefused(target.name, model, version, results)
     copied = _publish(home, target, local, prefix, say)
@@ -199,11 +202,7 @@ def promote(
         "image_digests": dict(target.image_digests),
         "git_commit": info.get("extra", {}).get("git_commit"),
         "trained_by": candidate.trained_by,
-        "approvals": [
-            decision.as_record()
-            for decision in found
-            if decision.applies_to(target.name) and decision.package_sha256 == digest
-        ],
+        "approvals": [decision.as_record() for decision in evidence.decisions],
         "gates": [result.as_record() for result in results],
         "by": by,
         "note": note,
@@ -222,13 +221,17 @@ def rollback(
     *,
     by: str,
     note: str = "",
+    home: Environment | None = None,
     now: datetime | None = None,
     say: Say = lambda _message: None,
 ) -> Outcome:
     """Release again the package that served before the current one.
 
+    No gate is checked (it is the way back to what passed them), except that a version
+    rejected since, for this environment, is refused when ``home``'s ledger is given.
+
     Raises:
-        LockgateError: there is nothing to roll back to.
+        LockgateError: there is nothing to roll back to, or that version was rejected.
         PromotionConflict: another release of ``target`` landed meanwhile.
         PromotionFailed: the endpoint could not serve the older package.
     """
@@ -244,6 +247,18 @@ def rollback(
         f"rolling {target.name} back from {current.model} version {current.version} to "
         f"version {previous.version} (release #{previous.seq})"
     )
+    if home is not None:
+        found = in_force(
+            decisions(home.ledger, previous.model, previous.version),
+            target.name,
+            previous.package_sha256,
+        )
+        rejected = [decision for decision in found if decision.verdict == "rejected"]
+        if rejected:
+            raise LockgateError(
+                f"{previous.model} version {previous.version} (release #{previous.seq}) was "
+                f"rejected by {rejected[-1].by} since; promote another version instead"
+            )
     local = local_copy(target.store, previous.package_prefix, target.work_dir)
     if package_sha256(local) != previous.package_sha256:
         raise LockgateError(
@@ -258,6 +273,9 @@ def rollback(
             "note": note,
             "previous": current.seq,
             "rolled_back_to": previous.seq,
+            # Nothing was checked now; the release rolled back to holds what it passed.
+            "approvals": [],
+            "gates": [],
         }
     )
     release = _append(target, history.tail, record, now=now)
@@ -292,41 +310,80 @@ def _go_live(
     local: Path,
     say: Say,
 ) -> Deployment | None:
-    """Alias and endpoint; a failing endpoint marks the release failed and restores both."""
+    """Alias and endpoint. If the endpoint does not take the package -- for any reason,
+    Ctrl-C included -- the release is marked failed, so the ledger never claims a package
+    serves that did not, and the alias goes back to what the ledger says serves."""
     _alias(target, release, say)
     if target.endpoint is None:
         return None
     say(f"deploying to endpoint {target.endpoint_name}")
     try:
-        return target.endpoint.deploy(
-            DeployRequest(
-                env=target.name,
-                endpoint_name=target.endpoint_name,
-                model=release.model,
-                version=release.version,
-                package_sha256=release.package_sha256,
-                package_dir=local,
-                package_prefix=release.package_prefix,
-                release_seq=release.seq,
-            )
-        )
-    except DeploymentFailed as exc:
+        return target.endpoint.deploy(_request(target, release, local))
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
         target.ledger.append(
             RELEASES,
             target.name,
-            {"action": "failed", "release_seq": release.seq, "error": str(exc)},
+            {"action": "failed", "release_seq": release.seq, "error": error},
         )
-        if current is not None:
-            _alias(target, current, say)
+        # Re-read: another release may have landed while this one was deploying.
+        serving = read_history(target.ledger, target.name).current()
+        if serving is not None:
+            _alias(target, serving, say)
+        if not isinstance(exc, LockgateError):
+            raise
         kept = (
-            f"{current.model} version {current.version} keeps serving"
-            if current
+            f"{serving.model} version {serving.version} (release #{serving.seq}) serves"
+            if serving
             else "nothing serves there"
         )
         raise PromotionFailed(
             f"release #{release.seq} of {target.name} failed on the endpoint and is marked "
-            f"failed; {kept}: {exc}"
+            f"failed; {kept}: {error}"
         ) from None
+
+
+def _resync(target: Environment, current: Release, local: Path, say: Say) -> Deployment | None:
+    """Deploy the current release again if the endpoint runs and serves other bytes (it was
+    started, or changed, behind the ledger's back)."""
+    if target.endpoint is None:
+        return None
+    status = target.endpoint.status()
+    if status.state != "serving" or status.package_sha256 in (None, current.package_sha256):
+        return status
+    say(f"endpoint {target.endpoint_name} serves other bytes; deploying release #{current.seq}")
+    try:
+        return target.endpoint.deploy(_request(target, current, local))
+    except LockgateError as exc:
+        raise PromotionFailed(
+            f"endpoint {target.endpoint_name} does not serve release #{current.seq} of "
+            f"{target.name} and could not be brought back to it: {exc}"
+        ) from None
+
+
+def _request(target: Environment, release: Release, local: Path) -> DeployRequest:
+    return DeployRequest(
+        env=target.name,
+        endpoint_name=target.endpoint_name,
+        model=release.model,
+        version=release.version,
+        package_sha256=release.package_sha256,
+        package_dir=local,
+        package_prefix=release.package_prefix,
+        release_seq=release.seq,
+    )
+
+
+def _loads(local: Path) -> GateResult:
+    """The package loads and predicts one row of missing values here, before it is recorded:
+    a package that cannot is refused even when no endpoint runs to find out."""
+    gate = "loads and predicts"
+    try:
+        package = load_package(local)
+        package.predict([{}])
+    except Exception as exc:  # any failure of the model's own code is the finding
+        return GateResult(gate, False, f"{type(exc).__name__}: {exc}")
+    return GateResult(gate, True, "one row of missing values predicted")
 
 
 def _alias(target: Environment, release: Release, say: Say) -> None:
@@ -352,7 +409,12 @@ def local_copy(store: Store, prefix: str, work_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".package-", dir=_mkdir(folder.parent)))
     try:
         read_package_from_store(store, prefix, staging)
-        staging.rename(folder)
+        try:
+            staging.rename(folder)
+        except OSError:
+            # Another process (a promotion, `serve`) made the same copy first: use theirs.
+            verify_package(folder)
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -93,15 +93,38 @@ class ReleaseHistory:
         return served[-1] if served else None
 
     def previous(self) -> Release | None:
-        """The release before the current one with a different package (the rollback target)."""
-        served = self.served()
-        if not served:
+        """What a rollback goes back to: what served before the current package took over.
+
+        A rollback record points at the release it re-released, so rolling back twice goes
+        two steps back, not back and forth.
+        """
+        current = self.current()
+        if current is None:
             return None
-        current = served[-1]
-        for release in reversed(served[:-1]):
-            if release.package_sha256 != current.package_sha256:
-                return release
+        by_seq = {release.seq: release for release in self.releases()}
+        node: Release | None = current
+        for _step in range(len(by_seq)):
+            assert node is not None  # noqa: S101 - the loop returns before it can be None
+            origin = by_seq.get(_int(node.record.get("rolled_back_to")), node)
+            before = by_seq.get(_int(origin.record.get("previous")))
+            if before is None:
+                return None
+            if before.failed is None and before.package_sha256 != current.package_sha256:
+                return before
+            node = before
         return None
+
+    def hours_current(self, package_sha256: str, now: datetime) -> float:
+        """How long ``package_sha256`` has been the current release here, in hours, all
+        stints together (a release that was replaced stops counting when it was)."""
+        served = self.served()
+        total = 0.0
+        for index, release in enumerate(served):
+            if release.package_sha256 != package_sha256:
+                continue
+            end = served[index + 1].released_at if index + 1 < len(served) else now
+            total += max((end - release.released_at).total_seconds(), 0.0)
+        return total / 3600
 
     def at(self, when: datetime) -> Release | None:
         """What served at ``when``: the latest successful release recorded by then."""
@@ -124,3 +147,8 @@ class ReleaseHistory:
 def read_history(ledger: Ledger, env: str) -> ReleaseHistory:
     """The release stream of ``env`` in ``ledger`` (its own store's ledger)."""
     return ReleaseHistory(env, ledger.entries(RELEASES, env))
+
+
+def _int(value: object) -> int:
+    """A record's release number, or -1 (no release has it) when absent or malformed."""
+    return value if isinstance(value, int) else -1

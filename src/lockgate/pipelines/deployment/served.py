@@ -7,8 +7,9 @@ minute, at a hot swap (for the package swapped out) and at shutdown, a record wi
 ``endpoint``         the endpoint's name
 ``package_sha256``   the package served
 ``model``, ``version``, ``release_seq``
-``requests``         requests answered for that package since the server loaded it (cumulative)
+``requests``         requests received for that package since the server loaded it (cumulative)
 ``errors``           of those, answered with a server error (5xx)
+``rejected``         of those, refused as the client's mistake (4xx)
 ``since``, ``until`` ISO times: when the server loaded the package, when the record was written
 
 Counts are cumulative per (server, package), so the last record of each pair is its total.
@@ -29,7 +30,9 @@ class ServedSummary:
     """What the endpoints of one environment report for one package."""
 
     requests: int = 0
+    """Requests answered with predictions (2xx)."""
     errors: int = 0
+    """Requests answered with a server error (5xx)."""
     first_seen: datetime | None = None
     last_seen: datetime | None = None
 
@@ -47,7 +50,15 @@ def served(ledger: Ledger, env: str, package_sha256: str) -> ServedSummary:
     since = [_time(record.get("since")) for record in last.values()]
     until = [_time(record.get("until")) for record in last.values()]
     return ServedSummary(
-        requests=sum(_count(record.get("requests")) for record in last.values()),
+        requests=sum(
+            max(
+                _count(record.get("requests"))
+                - _count(record.get("errors"))
+                - _count(record.get("rejected")),
+                0,
+            )
+            for record in last.values()
+        ),
         errors=sum(_count(record.get("errors")) for record in last.values()),
         first_seen=min((t for t in since if t is not None), default=None),
         last_seen=max((t for t in until if t is not None), default=None),
