@@ -369,10 +369,135 @@ def test_a_regression_model_answers_values(regression_package: Path, sample: Sam
     assert all(len(line) == 2 for line in lines)
 
 
-def test_no_bad_request_is_a_server_error(server: Running) -> None:
-    for body in (b"\x00" * 100, b"[[[[[[", b'{"a": {"b": 1}}', b"1e999"):
+def test_no_bad_request_is_a_server_error(server: Running, sample: Sample) -> None:
+    for body in (
+        b"\x00" * 100,
+        b"[[[[[[",
+        b'{"a": {"b": 1}}',
+        b"1e999",
+        b"[" * 50_000,
+        b'{"tenure_months": 1180591620717411303424}',
+        b"\xef\xbb\xbf",
+    ):
         for content_type in ("text/csv", "application/json", "application/jsonlines"):
             assert server.predict(body, content_type).status in (400, 413)
+    for value in ("1e400", "1e39", "-1e39", str(10**400)):
+        csv_body, json_body = with_value(sample, "total_charges", value)
+        for body, content_type in ((csv_body, "text/csv"), (json_body, "application/json")):
+            assert server.predict(body, content_type).status == 400
     assert server.call("GET", "/ping").status == 200
     values = metric_values(server.call("GET", "/metrics").body.decode())
     assert values["lockgate_errors_total"] == 0
+
+
+def with_value(sample: Sample, column: str, value: str) -> tuple[bytes, bytes]:
+    """Two rows, the second with ``value`` (as written) in ``column``: as CSV and as JSON."""
+    csv_rows = Sample([sample.rows[0], {**sample.rows[1], column: value}]).csv(2)
+    records = sample.records(2)
+    records[1][column] = "__value__"
+    json_body = json.dumps(records).replace('"__value__"', value).encode()
+    return csv_rows, json_body
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("1e400", "1e400"),  # infinite as a float64
+        ("-1e400", "-1e400"),
+        ("1e39", None),  # finite, but no float32 feature holds it
+        ("1" + "0" * 39, None),  # the same as an integer
+    ],
+)
+def test_a_number_beyond_float32_is_refused_by_column_and_row(
+    server: Running, sample: Sample, value: str, shown: str | None
+) -> None:
+    csv_body, json_body = with_value(sample, "tenure_months", value)
+    for body, content_type in ((csv_body, "text/csv"), (json_body, "application/json")):
+        reply = server.predict(body, content_type)
+        assert reply.status == 400, (content_type, reply.body)
+        assert reply.error.startswith("column 'tenure_months' row 2: "), reply.error
+        assert " is out of range" in reply.error
+    # As sent: the JSON parser keeps an overflowing number's text; CSV always has it.
+    if shown is not None:
+        assert server.predict(json_body, "application/json").error.startswith(
+            f"column 'tenure_months' row 2: {shown} is out of range"
+        )
+
+
+def test_json_infinity_is_refused_like_the_string_inf_and_nan_is_missing(
+    server: Running, sample: Sample
+) -> None:
+    for value, word in (("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ('"inf"', "inf")):
+        _, body = with_value(sample, "monthly_charges", value)
+        reply = server.predict(body, "application/json")
+        assert reply.status == 400
+        assert reply.error == f"column 'monthly_charges' row 2: '{word}' is not a number"
+    # Python's json writes NaN for a missing float: it is one.
+    _, body = with_value(sample, "monthly_charges", "NaN")
+    with_nan = server.predict(body, "application/json")
+    _, body = with_value(sample, "monthly_charges", "null")
+    assert with_nan.status == 200
+    without = server.predict(body, "application/json")
+    assert with_nan.json()["predictions"] == without.json()["predictions"]
+
+
+def test_a_json_integer_beyond_int64_is_read_as_the_same_number_in_csv_is(
+    server: Running, sample: Sample
+) -> None:
+    big = 2**70
+    records = sample.records(2)
+    records[0]["tenure_months"], records[1]["tenure_months"] = 12, big  # integers only
+    as_json = server.predict(records)
+    rows = [sample.rows[0] | {"tenure_months": "12"}, sample.rows[1] | {"tenure_months": str(big)}]
+    as_csv = server.predict(Sample(rows).csv(2), "text/csv", accept="application/json")
+    assert (as_json.status, as_csv.status) == (200, 200), (as_json.body, as_csv.body)
+    assert as_json.json()["predictions"] == as_csv.json()["predictions"]
+
+    records[0]["plan"], records[1]["plan"] = 1, big  # unseen categories, not an error
+    assert server.predict(records).status == 200
+
+
+def test_json_nested_too_deeply_is_400(server: Running) -> None:
+    deep = 10_000  # far past Python's recursion limit, well within the body limit
+    for body, content_type, where in (
+        (b"[" * deep, "application/json", "body"),
+        (b'{"a": ' * deep, "application/json", "body"),
+        (b'{"a": 1}\n' + b"[" * deep, "application/jsonlines", "line 2"),
+    ):
+        reply = server.predict(body, content_type)
+        assert reply.status == 400
+        assert reply.error == (
+            f"{where} nests JSON arrays or objects too deeply to read; send rows of plain values"
+        )
+
+
+def test_a_json_integer_too_long_to_convert_is_400(server: Running) -> None:
+    reply = server.predict(b'{"tenure_months": ' + b"1" * 5000 + b"}", "application/json")
+    assert reply.status == 400
+    assert reply.error.startswith("body has an integer of more than ")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_csv_body_with_a_byte_order_mark_is_read_as_without(
+    server: Running, sample: Sample, header: bool
+) -> None:
+    body = sample.csv(3, header=header)
+    reply = server.predict(b"\xef\xbb\xbf" + body, "text/csv", accept="application/json")
+    assert reply.status == 200, reply.body
+    assert [item["customer_id"] for item in reply.json()["predictions"]] == sample.ids(3)
+    plain = server.predict(body, "text/csv", accept="application/json")
+    assert reply.json()["predictions"] == plain.json()["predictions"]
+
+
+def test_a_json_body_with_a_byte_order_mark_is_read_as_without(
+    server: Running, sample: Sample
+) -> None:
+    records = sample.records(2)
+    lines = "\n".join(json.dumps(record) for record in records).encode()
+    for body, content_type in (
+        (json.dumps(records).encode(), "application/json"),
+        (lines, "application/jsonlines"),
+    ):
+        reply = server.predict(b"\xef\xbb\xbf" + body, content_type)
+        assert reply.status == 200, reply.body
+        assert [item["customer_id"] for item in reply.json()["predictions"]] == sample.ids(2)

@@ -42,3 +42,21 @@ def test_a_batch_answers_each_request_as_if_it_came_alone(
         assert outcome.predictions == alone.predictions
         assert_close(outcome.probabilities, alone.probabilities)
         assert len(outcome.predictions) == request.count
+
+
+def test_a_value_whose_feature_overflows_is_refused_not_a_model_failure(
+    packages: Packages, sample: Sample
+) -> None:
+    # A column with a tiny spread in training: standardising a number well inside float32's
+    # range still overflows its feature.
+    model = load_served(packages.logistic)
+    [encoder] = [e for e in model.package.transformer.encoders_ if e.name == "support_calls"]
+    encoder.scale = 1e-6
+    requests = [rows(sample, 2), rows(sample, 3, support_calls="1e35"), rows(sample, 1)]
+    outcomes = model.answer(requests)
+
+    assert [type(outcome) for outcome in outcomes] == [Answer, RequestRejected, Answer]
+    assert str(outcomes[1]) == (
+        "column 'support_calls' row 3: 1e35 is out of range for model 'churn' "
+        "(its standardised value overflows a 32-bit float)"
+    )

@@ -62,12 +62,40 @@ def test_a_swap_switches_predictions_and_version(packages: Packages, sample: Sam
     assert [line[2:] for line in before] != [line[2:] for line in after]
 
 
-def test_swapping_to_the_package_already_served_changes_nothing(packages: Packages) -> None:
+def test_swapping_to_the_package_already_served_reloads_nothing(packages: Packages) -> None:
     with serving(create_app(packages.logistic, release={"seq": 1}, token=TOKEN)) as server:
         before = server.call("GET", "/version").json()
+        reply = server.swap(packages.logistic, {"seq": 1}, TOKEN)
+        assert reply.status == 200
+        assert reply.json() == before  # same load time, same release: nothing changed
+
+        # The same package released again (#9): served as that release from now on, so a
+        # late swap of a release between the two is known to be older.
         reply = server.swap(packages.logistic, {"seq": 9}, TOKEN)
         assert reply.status == 200
-        assert reply.json() == before  # same load time, same release: nothing was reloaded
+        assert reply.json() == {**before, "release": {"seq": 9}}
+        assert server.swap(packages.boosted, {"seq": 5}, TOKEN).status == 409
+
+
+def test_an_older_release_arriving_after_a_newer_one_is_refused(
+    packages: Packages, sample: Sample
+) -> None:
+    with serving(create_app(packages.logistic, release={"seq": 1}, token=TOKEN)) as server:
+        assert server.swap(packages.boosted, {"seq": 3}, TOKEN).status == 200
+        after = csv_answer(server, sample)
+
+        late = server.swap(packages.fragile, {"seq": 2}, TOKEN)
+        assert late.status == 409
+        assert late.error.startswith(
+            "release #2 is older than release #3 which this endpoint serves"
+        )
+        document = server.call("GET", "/version").json()
+        assert (document["version"], document["release"]) == (2, {"seq": 3})
+        assert csv_answer(server, sample) == after
+
+        # Without a seq on either side the order is unknown: the swap goes ahead.
+        assert server.swap(packages.logistic, {"env": "dev"}, TOKEN).status == 200
+        assert server.call("GET", "/version").json()["version"] == 1
 
 
 def test_a_swap_needs_the_servers_token(packages: Packages) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from lockgate.errors import ConfigError, LockgateError, ObjectNotFound
 
 if TYPE_CHECKING:
     from lockgate.config import Settings
+    from lockgate.ports.store import Store
 
 PREDICT_TIMEOUT = 60.0
 
@@ -100,6 +102,14 @@ def serve(
             f"serving {current.model} version {current.version} (release #{current.seq} of "
             f"{name}) on {url}; Ctrl-C stops"
         )
+        # A promotion that landed while this server was loading saw no server to swap:
+        # catch up with the ledger once, now that promotions can find it.
+        threading.Thread(
+            target=_catch_up,
+            args=(store, name, current.seq, state, env_settings.env_dir / "deploy"),
+            name="lockgate-catch-up",
+            daemon=True,
+        ).start()
 
     run(
         folder,
@@ -120,6 +130,34 @@ def serve(
         state_file=state,
         ready=ready,
     )
+
+
+def _catch_up(store: Store, env: str, served: int, state: Path, work_dir: Path) -> None:
+    from lockgate.local.endpoint import LocalEndpoint
+    from lockgate.pipelines.deployment.ledger import Ledger
+    from lockgate.pipelines.deployment.promotion import local_copy
+    from lockgate.pipelines.deployment.releases import read_history
+    from lockgate.ports.endpoint import DeployRequest
+
+    try:
+        current = read_history(Ledger(store), env).current()
+        if current is None or current.seq == served:
+            return
+        err.print(f"release #{current.seq} landed while starting; swapping it in")
+        LocalEndpoint(state, env).deploy(
+            DeployRequest(
+                env=env,
+                endpoint_name=env,
+                model=current.model,
+                version=current.version,
+                package_sha256=current.package_sha256,
+                package_dir=local_copy(store, current.package_prefix, work_dir),
+                package_prefix=current.package_prefix,
+                release_seq=current.seq,
+            )
+        )
+    except LockgateError as exc:  # the server keeps serving what it loaded; say why
+        err.print(f"[yellow]warning:[/yellow] could not catch up with release: {exc}")
 
 
 @app.command()

@@ -11,6 +11,8 @@ Routes:
 * ``POST /lockgate/swap``: ``{"model_dir": ..., "release": {...}}`` with the server's
   ``X-Lockgate-Token``: load that package beside the current one and switch once it answered
   its warm-up (200 and the /version document); if it cannot, 409 and the old one serves on.
+  A release older than the one serving (a lower ``release.seq``: promotions that overlapped)
+  is refused with 409 too.
 """
 
 from __future__ import annotations

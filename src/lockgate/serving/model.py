@@ -5,6 +5,10 @@ A request's rows are checked column by column with the data pipeline's strict co
 client's error (400), not a silent null. Several requests are answered by one pass through
 the transformer and the model (see :mod:`lockgate.serving.batching`), because for one row
 the fixed cost of each Arrow and scikit-learn call is almost all of the work.
+
+Features are float32, so a number beyond float32's range (or one whose standardised feature
+overflows it) cannot be answered: it is refused as out of range, like a number that does not
+parse, where the model would otherwise fail on an infinite feature.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lockgate.pipelines.data.columns import Kind, coerce
 from lockgate.pipelines.data.rejection import FileRejected
@@ -25,6 +30,8 @@ from lockgate.ports.endpoint import DeploymentFailed
 from lockgate.serving.payload import RequestRejected, Rows
 
 _UNPARSEABLE = {"numeric": "is not a number", "datetime": "is not a date/time"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest magnitude a feature can hold; larger numbers are refused as out of range."""
 
 
 class ModelFailed(Exception):
@@ -88,6 +95,12 @@ class ServedModel:
         self.ids = [name for name, kind in kinds.items() if kind == "id"]
         self.classes = self.package.classes if self.package.task == "classification" else None
         self._labels = None if self.classes is None else np.asarray(self.classes, dtype=object)
+        transformer = self.package.transformer
+        self._sources = [  # the request column each feature comes from
+            encoder.name
+            for encoder, width in zip(transformer.encoders_, transformer.widths_, strict=True)
+            for _ in range(width)
+        ]
 
     @property
     def name(self) -> str:
@@ -160,7 +173,12 @@ class ServedModel:
         )
         try:
             features = np.zeros((count, self.package.transformer.n_features_out_), np.float32)
-            self.package.transformer.transform_into(table, features)
+            with np.errstate(over="ignore"):  # an overflow is found and refused just below
+                self.package.transformer.transform_into(table, features)
+        except Exception as exc:  # whatever the transformer raises is the server's failure
+            raise self._failed(exc) from exc
+        self._check_finite(features, requests)
+        try:
             if self._labels is None:
                 values = np.asarray(self.package.predict(features), dtype=np.float64)
                 predictions = [v if math.isfinite(v) else None for v in values.tolist()]
@@ -171,7 +189,7 @@ class ServedModel:
                 predictions = self._labels[proba.argmax(axis=1)].tolist()
                 probabilities = proba.tolist()
         except Exception as exc:  # whatever the model raises is the server's failure, a 500
-            raise ModelFailed(f"model '{self.name}' failed: {type(exc).__name__}: {exc}") from exc
+            raise self._failed(exc) from exc
         if len(predictions) != count:
             raise ModelFailed(
                 f"model '{self.name}' gave {len(predictions)} predictions for {count} rows"
@@ -184,10 +202,39 @@ class ServedModel:
             start = end
         return answers
 
+    def _failed(self, exc: Exception) -> ModelFailed:
+        return ModelFailed(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
+
+    def _check_finite(self, features: np.ndarray, requests: list[Rows]) -> None:
+        """Refuse the row whose value became an infinite feature (standardising a number within
+        float32's range can still overflow it), rather than fail in the model."""
+        infinite = np.isinf(features)
+        if not infinite.any():
+            return
+        row, feature = (int(i) for i in np.argwhere(infinite)[0])
+        name = self._sources[feature]
+        for rows in requests:
+            if row < rows.count:
+                break
+            row -= rows.count
+        raise RequestRejected(
+            400,
+            f"column '{name}' row {row + 1}: {_shown(rows.columns[name][row])} is out of range "
+            f"for model '{self.name}' (its standardised value overflows a 32-bit float)",
+        )
+
     def _column(self, name: str, kind: Kind, values: list[Any], text: bool) -> pa.ChunkedArray:
         array = pa.array(values, pa.string()) if text else _infer(values)
         try:
-            return coerce(array, kind, name, tolerance=0.0)
+            try:
+                column = coerce(array, kind, name, tolerance=0.0)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                if text:
+                    raise
+                # Arrow cannot convert every typed value (a category sent as 1e39 does not
+                # fit the integer its text goes through): judge the values as text, as in CSV.
+                array = _as_text(values)
+                column = coerce(array, kind, name, tolerance=0.0)
         except FileRejected as exc:
             rejection = exc.rejection
             if rejection.row is None:
@@ -197,6 +244,34 @@ class ServedModel:
                 f"column '{name}' row {rejection.row}: {rejection.value!r} "
                 f"{_UNPARSEABLE.get(kind, 'is not valid')}",
             ) from None
+        if kind == "numeric":
+            _check_range(name, array, column)
+        return column
+
+
+def _check_range(name: str, sent: pa.Array, column: pa.ChunkedArray) -> None:
+    """Refuse a number that is infinite or beyond float32's range (``1e400``, ``1e39``).
+
+    ``coerce`` keeps such a number parsed from text and makes an infinite float missing;
+    either way the client sent a number no feature can hold.
+    """
+    beyond = pc.fill_null(pc.greater(pc.abs(column), FLOAT32_MAX), False)
+    if pa.types.is_floating(sent.type):
+        beyond = pc.or_(beyond, pc.fill_null(pc.is_inf(sent), False))
+    if not pc.any(beyond).as_py():
+        return
+    row = pc.index(beyond, True).as_py()
+    raise RequestRejected(
+        400,
+        f"column '{name}' row {row + 1}: {_shown(sent[row].as_py())} is out of range "
+        f"(numbers must be within ±{FLOAT32_MAX:.1e})",
+    )
+
+
+def _shown(value: Any) -> str:
+    """A number as sent (``1e400``), shortened if it is very long."""
+    text = value.strip() if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else f"{text[:24]}... ({len(text)} characters)"
 
 
 def _joined(requests: list[Rows], name: str) -> list[Any]:
@@ -207,11 +282,16 @@ def _joined(requests: list[Rows], name: str) -> list[Any]:
 
 def _infer(values: list[Any]) -> pa.Array:
     """JSON values as one Arrow array; a column mixing numbers and strings becomes strings,
-    which the strict coercion then parses (so ``"3"`` is a number and ``"abc"`` is refused)."""
+    which the strict coercion then parses (so ``"3"`` is a number and ``"abc"`` is refused),
+    and so does one with an integer beyond int64 (parsed as a float, as it would be in CSV)."""
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # OverflowError: beyond int64
+        return _as_text(values)
+
+
+def _as_text(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def load_served(model_dir: Path, release: dict[str, Any] | None = None) -> ServedModel:

@@ -5,13 +5,20 @@ kinds: checking types is the model's job (:mod:`lockgate.serving.model`), so a r
 parsed once and validated against whichever package answers it.
 
 Row numbers in messages count data rows from 1 (a CSV header is not a row).
+
+A JSON number is kept as its text when it has no float value (``1e400``), like the words
+``Infinity`` and ``-Infinity``: the model's strict coercion then judges it exactly as it
+judges the same field in a CSV body, and names it as sent.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +87,9 @@ def parse_rows(body: bytes, media: str, columns: Sequence[str]) -> Rows:
         RequestRejected: 400, the body is not well-formed, has no rows, or has rows of the
             wrong length; the message says where.
     """
+    # Excel's "CSV UTF-8" (and some JSON writers) start with a byte-order mark, which would
+    # otherwise become part of the first column's name.
+    body = body.removeprefix(codecs.BOM_UTF8)
     if media == CSV:
         return _from_csv(_text(body), columns)
     if media == JSONLINES:
@@ -146,13 +156,34 @@ def _check_widths(records: Sequence[Sequence[Any]], names: Sequence[str], unit: 
 
 def _json(body: bytes, where: str = "body") -> Any:
     try:
-        return json.loads(body)
+        return json.loads(body, parse_float=_float, parse_constant=_constant)
     except UnicodeDecodeError:
         raise RequestRejected(400, f"{where} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RequestRejected(
             400, f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise RequestRejected(
+            400,
+            f"{where} nests JSON arrays or objects too deeply to read; send rows of plain values",
+        ) from None
+    except ValueError:  # the only other one: an integer longer than Python converts
+        raise RequestRejected(
+            400, f"{where} has an integer of more than {sys.get_int_max_str_digits()} digits"
+        ) from None
+
+
+def _float(text: str) -> float | str:
+    """A JSON number with a fraction or exponent; its text if it overflows (``1e400``)."""
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
+def _constant(text: str) -> float | str:
+    """``NaN`` (Python's json writes it for a missing float) is missing; ``Infinity`` and
+    ``-Infinity`` stay words, refused as the string ``"inf"`` is."""
+    return math.nan if text == "NaN" else text
 
 
 def _json_lines(body: bytes) -> list[Any]:

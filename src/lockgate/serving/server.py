@@ -7,11 +7,14 @@ it tells local tools where it listens and the token its hot swap needs.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from lockgate.errors import LockgateError
 from lockgate.ports.store import Store, write_atomically
 from lockgate.serving.service import DEFAULT_MAX_BODY_BYTES
 
@@ -58,9 +62,12 @@ def run(
         ready: called with the URL once the server listens.
 
     Raises:
+        LockgateError: ``port`` on ``host`` is in use (or cannot be listened on); checked
+            before the package is loaded, so the answer is immediate.
         lockgate.ports.endpoint.DeploymentFailed: the package cannot be loaded or fails its
             warm-up prediction (nothing was bound).
     """
+    _check_port(host, port)
     # One request is a row or a few: fanning a tiny predict out to an OpenMP pool costs more
     # than it saves, and the cores are better left to the event loop and other processes.
     # Must happen before scikit-learn is imported; a caller's own setting wins.
@@ -110,6 +117,45 @@ def run(
     finally:
         if state is not None:
             _remove_state(state)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raise :class:`LockgateError` unless uvicorn will be able to listen on ``host:port``.
+
+    uvicorn's own failure is its raw "[Errno 98] ..." line and exit status 3; this says what
+    to do. It binds as asyncio will (every address ``host`` resolves to, ``SO_REUSEADDR``
+    on POSIX): so a port still in TIME_WAIT after a server stopped is free, as it is to
+    uvicorn, while one another server listens on is not. Port 0 is always free.
+    """
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise LockgateError(f"cannot listen on {host}: {exc}; pick another with --host") from None
+    for family, kind, proto, _, address in addresses:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue  # e.g. IPv6 disabled: asyncio skips the address too
+        with probe:
+            if os.name == "posix" and sys.platform != "cygwin":  # what asyncio does
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise LockgateError(
+                        f"port {port} on {host} is in use (another endpoint?); "
+                        "pick another with --port"
+                    ) from None
+                raise LockgateError(
+                    f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
+                ) from None
 
 
 def _url(host: str, port: int) -> str:

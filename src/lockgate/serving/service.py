@@ -12,7 +12,7 @@ import secrets
 import uuid
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -135,11 +135,18 @@ class Service:
     async def swap(self, model_dir: Path, release: dict[str, Any]) -> ServedModel:
         """Serve the package in ``model_dir`` from now on (see :func:`create_app`).
 
+        The package already serving is not reloaded: the endpoint just serves it as
+        ``release`` from now on (same release: nothing changes).
+
         Raises:
+            RequestRejected: 409, ``release`` is older (a lower ``seq``) than the release
+                serving: two promotions overlapped and this one's swap arrived last.
             DeploymentFailed: it cannot be loaded or warmed up; the current one still serves.
         """
         async with self._swapping:
             current = self.current
+            if current is not None:
+                _check_order(current.release, release)
             try:
                 sha256 = await asyncio.to_thread(package_sha256, model_dir)
             except Exception as exc:
@@ -147,6 +154,8 @@ class Service:
                     f"cannot read the model package in {model_dir}: {exc}"
                 ) from exc
             if current is not None and current.sha256 == sha256:
+                if release and release != current.release:
+                    current.release = dict(release)
                 return current
             loaded = await asyncio.to_thread(load_served, model_dir, release)
             loaded.tally = self._tallies.setdefault(loaded.sha256, loaded.tally)
@@ -206,3 +215,18 @@ class Service:
             self.capture.close()
         if self.recorder is not None:
             self.recorder.close()
+
+
+def _check_order(serving: dict[str, Any], release: dict[str, Any]) -> None:
+    """Refuse a release older than the one serving, when both carry their ledger ``seq``."""
+    served, wanted = serving.get("seq"), release.get("seq")
+    if _is_seq(served) and _is_seq(wanted) and wanted < served:
+        raise RequestRejected(
+            409,
+            f"release #{wanted} is older than release #{served} which this endpoint serves; "
+            "not swapped, the newer release serves on",
+        )
+
+
+def _is_seq(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -418,3 +418,11 @@ def test_regression_target_is_float32() -> None:
 
     assert y.dtype == np.float32
     assert y.tolist() == [1.5, 2.25, -3.0]
+
+
+def test_a_category_written_as_a_huge_float_is_kept_as_text() -> None:
+    from lockgate.pipelines.data.columns import coerce
+
+    column = coerce(pa.array([1e39, 2.0, 3.0]), "categorical", "plan", None)
+    assert column.to_pylist() == ["1e+39", "2", "3"]
+    assert coerce(pa.array([2.0, 3.0]), "categorical", "plan", None).to_pylist() == ["2", "3"]

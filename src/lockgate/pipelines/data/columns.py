@@ -79,7 +79,8 @@ def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_floating(column.type):
         # 1.0 -> "1": a label or category written as float in one file and int in another.
         as_numpy = column.to_numpy(zero_copy_only=False)
-        whole = np.isfinite(as_numpy) & (np.mod(as_numpy, 1) == 0)
+        # Only values int64 can hold: 1e39 stays "1e+39" instead of overflowing the cast.
+        whole = np.isfinite(as_numpy) & (np.mod(as_numpy, 1) == 0) & (np.abs(as_numpy) < 2.0**63)
         if whole.all():
             column = column.cast(pa.int64())
     return column.cast(pa.string())
