@@ -246,14 +246,19 @@ def models_show(
             f"  {decision.at:%Y-%m-%d %H:%M} {decision.verdict} for {scope} by "
             f"{escape(decision.by)}{escape(note)}"
         )
-    for name, env in envs.items():
-        for release in read_history(env.ledger, name).releases():
-            if release.package_sha256 == digest:
-                state = "failed" if release.failed else release.action
-                console.print(
-                    f"  {release.released_at:%Y-%m-%d %H:%M} {state} to {name} "
-                    f"(release #{release.seq}) by {escape(release.by)}"
-                )
+    mine = [
+        (name, release)
+        for name, env in envs.items()
+        for release in read_history(env.ledger, name).releases()
+        if release.package_sha256 == digest
+    ]
+    console.print("releases:" if mine else "releases: none yet")
+    for name, release in mine:
+        state = "failed" if release.failed else release.action
+        console.print(
+            f"  {release.released_at:%Y-%m-%d %H:%M} {state} to {name} "
+            f"(release #{release.seq}) by {escape(release.by)}"
+        )
 
 
 def _package_json(store: Store, prefix: str, model: str, version: int) -> dict[str, Any]:
