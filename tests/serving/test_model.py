@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from lockgate.pipelines.deployment.payload import RequestRejected, Rows, parse_rows
 from lockgate.serving.model import Answer, ModelFailed, load_served
-from lockgate.serving.payload import RequestRejected, Rows, parse_rows
 from tests.serving.conftest import COLUMNS, FEATURES, Packages, Sample, assert_close
 
 

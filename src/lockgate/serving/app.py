@@ -28,11 +28,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 import lockgate
+from lockgate.pipelines.deployment.payload import RequestRejected
 from lockgate.ports.endpoint import DeploymentFailed
 from lockgate.ports.store import Store
 from lockgate.serving.capture import DEFAULT_VARIANT, Capture
 from lockgate.serving.model import load_served
-from lockgate.serving.payload import RequestRejected
 from lockgate.serving.records import Recorder, new_server_id
 from lockgate.serving.service import DEFAULT_MAX_BODY_BYTES, Service
 

@@ -17,8 +17,8 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from lockgate.pipelines.deployment.payload import Rows
 from lockgate.serving.model import Outcome, ServedModel
-from lockgate.serving.payload import Rows
 
 INLINE_ROWS = 256
 """Batches up to this many rows are predicted on the event loop."""

@@ -28,9 +28,9 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from lockgate.pipelines.deployment.payload import CSV
 from lockgate.ports.store import Store
 from lockgate.serving.background import Periodic
-from lockgate.serving.payload import CSV
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 
 from lockgate.pipelines.data.columns import Kind, coerce
 from lockgate.pipelines.data.rejection import FileRejected
+from lockgate.pipelines.deployment.payload import RequestRejected, Rows
 from lockgate.pipelines.training.package import ModelPackage, load_package, package_sha256
 from lockgate.ports.endpoint import DeploymentFailed
-from lockgate.serving.payload import RequestRejected, Rows
 
 _UNPARSEABLE = {"numeric": "is not a number", "datetime": "is not a date/time"}
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -7,8 +7,8 @@ import io
 import json
 from typing import Any
 
+from lockgate.pipelines.deployment.payload import CSV, JSON, RequestRejected, Rows
 from lockgate.serving.model import Answer
-from lockgate.serving.payload import CSV, JSON, RequestRejected, Rows
 
 _WILDCARDS = {"*/*": None, "text/*": CSV, "application/*": JSON}
 

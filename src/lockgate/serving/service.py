@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import lockgate
+from lockgate.pipelines.deployment.payload import JSON, RequestRejected, media_type, parse_rows
 from lockgate.pipelines.training.package import package_sha256
 from lockgate.ports.endpoint import DeploymentFailed
 from lockgate.serving.batching import Batcher
 from lockgate.serving.capture import Capture
 from lockgate.serving.metrics import Metrics
 from lockgate.serving.model import Answer, ModelFailed, ServedModel, load_served
-from lockgate.serving.payload import JSON, RequestRejected, media_type, parse_rows
 from lockgate.serving.records import Recorder
 from lockgate.serving.responses import error_body, render, response_type
 

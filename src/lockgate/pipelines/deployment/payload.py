@@ -1,5 +1,8 @@
 """Request bodies to named columns: CSV (with or without a header), JSON and JSON Lines.
 
+Shared by the endpoint server (:mod:`lockgate.serving`), which parses requests as they come,
+and the monitoring pipeline, which parses the same bodies again from data capture.
+
 Parsing knows the package's column names (schema order, id columns included) but not their
 kinds: checking types is the model's job (:mod:`lockgate.serving.model`), so a request is
 parsed once and validated against whichever package answers it.
