@@ -203,6 +203,54 @@ class TrainConfig(_Strict):
     on_new_data: bool = False
 
 
+class DriftConfig(_Strict):
+    """How data drift is judged (per feature, then for the dataset)."""
+
+    alpha: float = Field(
+        0.05, gt=0.0, lt=1.0, description="false discovery rate across features (BH)"
+    )
+    min_effect_numeric: float = Field(
+        0.1,
+        ge=0.0,
+        description="smallest Wasserstein distance, in reference standard deviations, "
+        "that counts as drift",
+    )
+    min_effect_categorical: float = Field(
+        0.1, ge=0.0, le=1.0, description="smallest Jensen-Shannon distance that counts as drift"
+    )
+    share_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="dataset drift: share of drifted features at least this"
+    )
+    weight_by_importance: bool = Field(
+        False, description="weight the share by the model's feature importance"
+    )
+
+
+class MonitorConfig(_Strict):
+    """The monitoring pipeline: when it runs, what it judges, whom it tells."""
+
+    schedule: str = Field(
+        "rate(14 days)", description="EventBridge rate(...) or cron(...) expression"
+    )
+    window: str = Field("14d", description="how far back captured traffic is read")
+    min_rows: int = Field(100, ge=1, description="fewer captured rows: no verdict, a warning")
+    drift: DriftConfig = DriftConfig()
+    max_null_increase: float = Field(
+        0.1, ge=0.0, le=1.0, description="completeness may drop this much below the baseline"
+    )
+    max_unseen_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of values in categories the baseline never saw"
+    )
+    quality_tolerance: float = Field(
+        0.05, ge=0.0, description="a labelled metric may be this much worse than at release"
+    )
+    webhook_url: str | None = Field(None, description="POSTed a JSON alert on violation")
+    sns_topic_arn: str | None = Field(None, description="AWS: published to on violation")
+    retrain_on_drift: bool = Field(
+        False, description="on drift, request a study on the latest data version"
+    )
+
+
 class FileConfig(_Strict):
     """What lockgate.toml may contain."""
 
@@ -211,6 +259,7 @@ class FileConfig(_Strict):
     envs: dict[str, EnvConfig] = {}
     runtime: RuntimeConfig = RuntimeConfig()
     train: TrainConfig = TrainConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @field_validator("envs")
     @classmethod
