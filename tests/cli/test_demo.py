@@ -58,6 +58,18 @@ def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path
     assert (staging / "store" / "models" / "churn" / "1" / "package.json").read_bytes() == (
         package / "package.json"
     ).read_bytes()
+    # Monitoring: the unshifted month is clean, the shifted one drifts, each with a report.
+    verdicts = re.findall(r"^(ok|drift|violations|no_data) run (\S+): (\d+) row", out, re.MULTILINE)
+    assert [verdict for verdict, _, _ in verdicts] == ["ok", "drift"], out
+    drifted = re.search(r"^drift run \S+: .*drifted: (.*)$", out, re.MULTILINE)
+    assert drifted is not None and "monthly_charges" in drifted.group(1)
+    reports = staging / "store" / "monitoring" / "reports" / "lockgate-staging"
+    for _, run, _ in verdicts:
+        assert {path.name for path in (reports / run).iterdir()} == {
+            "constraint_violations.json",
+            "report.json",
+            "report.html",
+        }
     # The demo stopped what it started: no state file left, the ports no longer answer.
     for env, url in urls:
         assert not (workspace / ".lockgate" / env / "endpoint.json").exists()

@@ -104,6 +104,7 @@ def main() -> None:
         commands,
         demo,
         deployment,
+        monitoring,
         serving,
         training,
     )

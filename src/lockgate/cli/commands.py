@@ -251,6 +251,9 @@ def up(ctx: typer.Context) -> None:
         for key, reason in dispatch.result.ignored:
             console.print(f"  ignored {key}: {reason}")
 
+    from lockgate.cli.schedules import Scheduled
+
+    scheduled = Scheduled(settings, store)
     interval = settings.file.runtime.interval_for(store.uri)
     runtime.warm_up()
     trigger = " and processed/ (training on new versions)" if train_version is not None else ""
@@ -258,5 +261,6 @@ def up(ctx: typer.Context) -> None:
         f"lockgate up: watching {store.uri} raw/{trigger} every {interval:g}s for "
         f"{', '.join(sorted(settings.datasets))} (Ctrl-C to stop)"
     )
-    runtime.run(stop, interval, show)
+    console.print(f"monitoring: {scheduled.describe()}")
+    runtime.run(stop, interval, show, scheduled.tick)
     console.print("lockgate up: stopped")

@@ -20,8 +20,11 @@ from lockgate.cli.app import app
 from lockgate.cli.output import console, stage, transfer_progress
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from lockgate.cli.serving import RunningEndpoint
     from lockgate.config import Settings
+    from lockgate.ports.store import Store
 
 BROKEN_CSV = (
     "customer_id,signup_date,tenure_months,monthly_charges\n"
@@ -109,7 +112,16 @@ def demo(
     print_training(trained)
 
     console.rule("[bold]5. deployment: approve, promote dev -> staging, serve, predict")
-    endpoints = deploy(settings, config_path, trained.model_name, trained.model_version, files[0])
+    running: list[RunningEndpoint] = []
+    try:
+        endpoints = deploy(
+            settings, config_path, trained.model_name, trained.model_version, files[0], running
+        )
+        console.rule("[bold]6. monitoring: clean traffic, then shifted traffic")
+        monitor_demo(settings, running[-1], data, rows)
+    finally:
+        for endpoint in running:
+            endpoint.stop()
 
     console.rule("[bold]summary")
     versions = list_versions(store, "churn")
@@ -132,10 +144,16 @@ def demo(
 
 
 def deploy(
-    settings: Settings, config_path: Path, model: str, version: int, sample: Path
+    settings: Settings,
+    config_path: Path,
+    model: str,
+    version: int,
+    sample: Path,
+    running: list[RunningEndpoint],
 ) -> list[str]:
-    """Approve ``version`` for staging, promote it to dev and staging, start both endpoints,
-    send them rows, show staging's history; stop the endpoints. Returns the environments."""
+    """Approve ``version`` for staging, promote it to dev and staging, start both endpoints
+    (appended to ``running``: the caller stops them), send them rows, show staging's history.
+    Returns the environments."""
     import json
 
     from lockgate.cli.deployment import environment, print_history, print_outcome
@@ -160,27 +178,79 @@ def deploy(
         package_sha256=package_sha256_of(info),
     )
     console.print(f"{model} version {version} approved for staging by {reviewer}")
-    running: list[RunningEndpoint] = []
-    try:
-        for env in envs:
-            outcome = promote(
-                home, envs[env], model, version, by=current_user(), environments=envs, say=stage
-            )
-            print_outcome(env, outcome, hint=False)
-            endpoint = start_endpoint(
-                config_path,
-                env,
-                state_file(settings, env),
-                settings.for_env(env).env_dir / "logs" / "endpoint.log",
-            )
-            running.append(endpoint)
-            console.print(f"endpoint {settings.endpoint_name(env)} serving at {endpoint.url}")
-        show_predictions(running, sample)
-        print_history(settings, "staging")
-    finally:
-        for endpoint in running:
-            endpoint.stop()
+    for env in envs:
+        outcome = promote(
+            home, envs[env], model, version, by=current_user(), environments=envs, say=stage
+        )
+        print_outcome(env, outcome, hint=False)
+        endpoint = start_endpoint(
+            config_path,
+            env,
+            state_file(settings, env),
+            settings.for_env(env).env_dir / "logs" / "endpoint.log",
+        )
+        running.append(endpoint)
+        console.print(f"endpoint {settings.endpoint_name(env)} serving at {endpoint.url}")
+    show_predictions(running, sample)
+    print_history(settings, "staging")
     return list(envs)
+
+
+def monitor_demo(settings: Settings, endpoint: RunningEndpoint, data: Path, rows: int) -> None:
+    """Send the endpoint a month of unshifted traffic and run monitoring on it, then a month
+    of shifted traffic (the generator's drift knob) and run it again on that alone."""
+    from datetime import UTC, datetime
+
+    from lockgate.cli.monitoring import monitor_env, print_result
+    from lockgate.sample.churn import write_churn_csv
+    from lockgate.wiring import open_store
+
+    store = open_store(settings.for_env(endpoint.env).store_uri)
+    traffic = min(rows, 3000)
+    for label, seed, shift in (("unshifted", 9, 0.0), ("shifted (shift=0.8)", 10, 0.8)):
+        path = write_churn_csv(data / f"traffic-{seed}.csv", traffic, seed=seed, shift=shift)
+        started = datetime.now(UTC)
+        sent = send_traffic(endpoint.url, path)
+        console.print(f"sent {sent} {label} rows to {endpoint.url}")
+        wait_for_capture(store, settings.endpoint_name(endpoint.env), started, sent)
+        seconds = int((datetime.now(UTC) - started).total_seconds()) + 2
+        result = monitor_env(settings, endpoint.env, store, window=f"{seconds}s", trigger="demo")
+        print_result(result)
+
+
+def send_traffic(url: str, path: Path, batch: int = 100) -> int:
+    """POST ``path``'s rows (CSV with a header) in batches; the number of rows sent."""
+    import urllib.request
+
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    for start in range(0, len(body), batch):
+        request = urllib.request.Request(  # noqa: S310 - the endpoint the demo started
+            url + "/invocations",
+            data=(header + "".join(body[start : start + batch])).encode(),
+            headers={"Content-Type": "text/csv", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            response.read()
+    return len(body)
+
+
+def wait_for_capture(store: Store, endpoint: str, since: datetime, rows: int) -> None:
+    """Wait (bounded) until the endpoint's capture buffer has reached the store."""
+    from datetime import UTC, datetime, timedelta
+
+    from lockgate.pipelines.monitoring.capture import read_capture
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        # Capture times are whole seconds: start from the second the traffic started in.
+        captured = read_capture(
+            store, endpoint, since.replace(microsecond=0), datetime.now(UTC) + timedelta(seconds=1)
+        )
+        if sum(record.input.count(b"\n") - 1 for record in captured) >= rows:
+            return
+        time.sleep(0.5)
+    console.print("[yellow]warning:[/yellow] capture is late; the report may miss rows")
 
 
 def show_predictions(endpoints: list[RunningEndpoint], sample: Path, rows: int = 5) -> None:

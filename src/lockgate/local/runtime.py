@@ -139,9 +139,22 @@ class Runtime:
         stop: threading.Event,
         interval: float,
         on_dispatch: Callable[[Dispatch], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
-        """Poll every ``interval`` seconds until ``stop`` is set."""
+        """Poll every ``interval`` seconds until ``stop`` is set.
+
+        Args:
+            on_tick: called once per poll after the store's events (schedules, requests);
+                its failures are logged and `up` goes on.
+        """
         while not stop.is_set():
+            if on_tick is not None:
+                try:
+                    on_tick()
+                except Exception as exc:  # a failed scheduled job must not end `up`
+                    log.warning("a scheduled job failed: %s", exc)
+                    if self.report is not None:
+                        self.report(f"scheduled job failed: {exc}")
             try:
                 dispatch = self.poll()
             except Exception as exc:  # a store hiccup (network, permissions) must not end `up`

@@ -32,7 +32,7 @@ import numpy as np
 
 from lockgate.config import GatesConfig
 from lockgate.errors import LockgateError, ObjectNotFound
-from lockgate.pipelines.data.versions import load_split, read_manifest
+from lockgate.pipelines.data.versions import load_split, read_manifest, read_verified
 from lockgate.pipelines.deployment.approvals import decisions, in_force
 from lockgate.pipelines.deployment.gates import (
     Candidate,
@@ -184,6 +184,7 @@ def promote(
     if not all(result.passed for result in results):
         raise GatesRefused(target.name, model, version, results)
     copied = _publish(home, target, local, prefix, say)
+    _publish_baseline(home, target, str(info.get("dataset")), candidate.data_version, say)
     registry_version = _register(home, target, model, version, prefix, digest, say)
     record = {
         "action": "promote",
@@ -443,6 +444,33 @@ def _publish(home: Environment, target: Environment, local: Path, prefix: str, s
             raise LockgateError(f"{prefix} in {target.name} differs from the package promoted")
     say(f"verified the sha256 of every file of {prefix} in {target.name}")
     return True
+
+
+BASELINE_FILES = ("baseline/statistics.json", "baseline/constraints.json")
+
+
+def baseline_prefix(dataset: str, data_version: str) -> str:
+    """Where a release's baseline lives in an environment's store other than the home one
+    (the home store has it under ``processed/``)."""
+    return f"monitoring/baselines/{dataset}/{data_version}/"
+
+
+def _publish_baseline(
+    home: Environment, target: Environment, dataset: str, data_version: str, say: Say
+) -> None:
+    """Copy the data version's baseline (verified against its manifest) beside the package,
+    so the target's monitoring reads it from its own store."""
+    if home.store.uri.rstrip("/") == target.store.uri.rstrip("/"):
+        return
+    try:
+        manifest = read_manifest(home.store, dataset, data_version)
+        for name in BASELINE_FILES:
+            target.store.put(
+                baseline_prefix(dataset, data_version) + name.split("/", 1)[1],
+                read_verified(home.store, manifest, name),
+            )
+    except ObjectNotFound:
+        say(f"warning: no baseline of {dataset} {data_version} in {home.name}; not monitored")
 
 
 def _register(

@@ -1,0 +1,439 @@
+"""One monitoring run of an environment's endpoint: read, judge, write, tell.
+
+1. The environment's current release says which package serves and which data version it was
+   trained on; that version's baseline (statistics and constraints, computed once when the
+   data was prepared) is the reference.
+2. The window's captured requests are parsed again into rows and predictions.
+3. Data quality (missing/extra columns, types, completeness, unseen categories), data drift
+   per feature and for the dataset, and model quality -- on labels joined by inference id,
+   or, without labels, the drift of the predictions against the training target.
+4. ``monitoring/reports/<endpoint>/<run>/``: ``constraint_violations.json`` (Model Monitor's
+   shape), ``report.json`` (every statistic) and ``report.html``; a run record in the ledger.
+5. On a violation: the alert (log line, webhook, SNS) and, if asked, a retrain request.
+   Monitoring never promotes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from lockgate.config import MonitorConfig
+from lockgate.errors import LockgateError, ObjectNotFound
+from lockgate.pipelines.data.versions import json_bytes, read_manifest, read_verified
+from lockgate.pipelines.deployment.ledger import Ledger
+from lockgate.pipelines.deployment.promotion import BASELINE_FILES, baseline_prefix, local_copy
+from lockgate.pipelines.deployment.releases import Release, read_history
+from lockgate.pipelines.monitoring.alerts import Alert, Notifier
+from lockgate.pipelines.monitoring.capture import Window, read_capture, window_rows
+from lockgate.pipelines.monitoring.drift import data_drift
+from lockgate.pipelines.monitoring.labels import join_labels, read_labels
+from lockgate.pipelines.monitoring.quality import coerce_window, data_quality
+from lockgate.pipelines.monitoring.report_html import write_monitoring_report
+from lockgate.pipelines.training.metrics import METRICS, metrics_for, score
+from lockgate.pipelines.training.package import load_package
+from lockgate.ports.store import Store
+
+RUNS = "runs"
+MONITORING = "monitoring"
+REQUESTS = "requests"
+TRAINING = "training"
+Verdict = Literal["ok", "drift", "violations", "no_data"]
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """What a run found and where it wrote it."""
+
+    run: str
+    verdict: Verdict
+    rows: int
+    drifted: list[str]
+    violations: int
+    prefix: str
+    """``monitoring/reports/<endpoint>/<run>/`` in the environment's store."""
+    html: Path | None
+    """A local copy of report.html, when a work folder was given."""
+    messages: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 no violation, 3 drift or violations (what `lockgate monitor run` exits with)."""
+        return 3 if self.verdict in ("drift", "violations") else 0
+
+
+def reports_prefix(endpoint: str) -> str:
+    return f"monitoring/reports/{endpoint}/"
+
+
+def run_monitoring(
+    store: Store,
+    env: str,
+    endpoint: str,
+    config: MonitorConfig,
+    *,
+    window: timedelta,
+    work_dir: Path,
+    now: datetime | None = None,
+    trigger: str = "command",
+    notifiers: Sequence[Notifier] = (),
+    retrain: Callable[[dict[str, Any]], str] | None = None,
+    say: Say = lambda _message: None,
+) -> MonitorResult:
+    """Monitor ``endpoint`` of ``env`` over the ``window`` before ``now``.
+
+    Args:
+        store: the environment's store (capture, ground truth, baseline, ledger, reports).
+        work_dir: a local folder for the package copy and report.html.
+        notifiers: told of a violation (webhook, SNS); their failures are reported, not raised.
+        retrain: called with a request on drift when ``config.retrain_on_drift``; returns
+            what it did, for the record.
+
+    Raises:
+        LockgateError: nothing is released in ``env``, or its baseline is missing.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    start = now - window
+    started = datetime.now(UTC)
+    run = now.strftime("%Y-%m-%dT%H-%M-%SZ") + "-" + secrets.token_hex(3)
+    release = read_history(Ledger(store), env).current()
+    if release is None:
+        raise LockgateError(
+            f"nothing is released to {env}, so there is nothing to monitor; "
+            f"promote a model first: lockgate promote MODEL VERSION --to {env}"
+        )
+    dataset = str(release.record.get("dataset"))
+    statistics, constraints = _baseline(store, dataset, release)
+    package = load_package(local_copy(store, release.package_prefix, work_dir))
+    kinds: dict[str, str] = dict(package.transformer.columns)
+    target = str(package.schema.get("target"))
+    columns = list(kinds)
+    id_columns = [name for name, kind in kinds.items() if kind == "id"]
+    say(f"reading {endpoint}'s capture from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC")
+    captured = read_capture(store, endpoint, start, now)
+    window_data = window_rows(captured, columns, id_columns, package.classes)
+    say(f"{window_data.requests} request(s), {window_data.rows} row(s)")
+    messages = []
+    if window_data.unreadable:
+        messages.append(f"{window_data.unreadable} captured request(s) could not be read again")
+    report: dict[str, Any] = {
+        "run": run,
+        "time": now.isoformat(timespec="seconds"),
+        "endpoint": endpoint,
+        "env": env,
+        "window": {"start": start.isoformat(timespec="seconds"), "end": now.isoformat()},
+        "release": _release_summary(release),
+        "rows": window_data.rows,
+        "requests": window_data.requests,
+        "data_quality": {"violations": []},
+        "data_drift": None,
+        "model_quality": None,
+        "prediction_drift": None,
+    }
+    violations: list[dict[str, str]] = []
+    verdict: Verdict = "ok"
+    drifted: list[str] = []
+    if window_data.rows < config.min_rows:
+        messages.append(
+            f"{window_data.rows} row(s) captured in the window, fewer than monitor.min_rows "
+            f"({config.min_rows}): no verdict"
+        )
+        verdict = "no_data"
+    else:
+        raw = pa.table({name: _column(values) for name, values in window_data.columns.items()})
+        canonical, type_errors = coerce_window(raw, kinds)
+        quality = data_quality(
+            sorted(window_data.sent),
+            canonical,
+            type_errors,
+            kinds,
+            statistics,
+            constraints,
+            config,
+        )
+        violations += [item.as_dict() for item in quality]
+        report["data_quality"] = {"violations": [item.as_dict() for item in quality]}
+        drift = data_drift(statistics, canonical, kinds, config.drift)
+        report["data_drift"] = drift.as_dict()
+        drifted = [item.feature for item in drift.features if item.drifted]
+        for item in drift.features:
+            if item.drifted:
+                violations.append(
+                    {
+                        "feature_name": item.feature,
+                        "constraint_check_type": "baseline_drift_check",
+                        "description": (
+                            f"{item.test} p={item.p_adjusted:.3g} (BH-adjusted), {item.effect} "
+                            f"{item.effect_size:.3f} >= {item.effect_threshold:g}"
+                        ),
+                    }
+                )
+        quality_report, degraded = _model_quality(
+            store, endpoint, start, window_data, package, release, config
+        )
+        report["model_quality"] = quality_report
+        if quality_report is None:
+            report["prediction_drift"] = _prediction_drift(
+                statistics, target, window_data, package.task, config
+            )
+        for metric in degraded:
+            violations.append(
+                {
+                    "feature_name": metric,
+                    "constraint_check_type": "model_quality_check",
+                    "description": (
+                        f"{metric} {quality_report['metrics'][metric]:.4f} on labelled traffic vs "  # type: ignore[index]
+                        f"{release.record['metrics'][metric]:.4f} at release "
+                        f"(tolerance {config.quality_tolerance:g})"
+                    ),
+                }
+            )
+        if drift.drifted:
+            verdict = "drift"
+        elif violations:
+            verdict = "violations"
+    report["verdict"] = verdict
+    report["messages"] = messages
+    ledger = Ledger(store)
+    report["history"] = _history(ledger, env, report)
+    prefix = reports_prefix(endpoint) + run + "/"
+    store.put(prefix + "constraint_violations.json", json_bytes({"violations": violations}))
+    store.put(prefix + "report.json", json_bytes(report))
+    html = write_monitoring_report(report, Path(work_dir) / "reports" / run / "report.html")
+    store.put_file(prefix + "report.html", html)
+    alerts = (
+        _tell(report, violations, drifted, prefix, notifiers, say)
+        if verdict
+        in (
+            "drift",
+            "violations",
+        )
+        else []
+    )
+    if verdict == "drift" and config.retrain_on_drift and retrain is not None:
+        alerts.append(retrain({"reason": "drift", "env": env, "run": run, "dataset": dataset}))
+    finished = datetime.now(UTC)
+    ledger.append(
+        RUNS,
+        MONITORING,
+        {
+            "pipeline": MONITORING,
+            "trigger": trigger,
+            "env": env,
+            "endpoint": endpoint,
+            "run": run,
+            "state": "succeeded",
+            "verdict": verdict,
+            "rows": window_data.rows,
+            "share": (report["data_drift"] or {}).get("share"),
+            "drifted": drifted,
+            "violations": len(violations),
+            "metrics": (report["model_quality"] or {}).get("metrics"),
+            "inputs": {"window": report["window"], "release": report["release"]},
+            "outputs": {"report": prefix},
+            "started": started.isoformat(timespec="seconds"),
+            "ended": finished.isoformat(timespec="seconds"),
+            "seconds": round((finished - started).total_seconds(), 3),
+        },
+    )
+    return MonitorResult(
+        run, verdict, window_data.rows, drifted, len(violations), prefix, html, messages, alerts
+    )
+
+
+def past_runs(store: Store) -> list[dict[str, Any]]:
+    """Every monitoring run recorded in ``store``'s ledger, oldest first."""
+    return [entry.record for entry in Ledger(store).entries(RUNS, MONITORING)]
+
+
+def _baseline(
+    store: Store, dataset: str, release: Release
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    version = str(release.record.get("data_version"))
+    documents = []
+    for name in BASELINE_FILES:
+        try:
+            raw = store.get(baseline_prefix(dataset, version) + name.split("/", 1)[1])
+        except ObjectNotFound:
+            try:
+                raw = read_verified(store, read_manifest(store, dataset, version), name)
+            except ObjectNotFound:
+                raise LockgateError(
+                    f"the baseline of {dataset} {version} (what release #{release.seq} was "
+                    f"trained on) is not in {store.uri}; promote the release again to copy it"
+                ) from None
+        documents.append(json.loads(raw))
+    return documents[0], documents[1]
+
+
+def _release_summary(release: Release) -> dict[str, Any]:
+    return {
+        "seq": release.seq,
+        "model": release.model,
+        "version": release.version,
+        "data_version": release.record.get("data_version"),
+        "package_sha256": release.package_sha256,
+    }
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """Values as sent (strings, numbers, None) in one Arrow column; mixed ones as text."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if value is None else str(value) for value in values], pa.string())
+
+
+def _model_quality(
+    store: Store,
+    endpoint: str,
+    start: datetime,
+    window: Window,
+    package: Any,
+    release: Release,
+    config: MonitorConfig,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    labels = read_labels(store, endpoint, start)
+    if not labels:
+        return None, []
+    joined = join_labels(labels, window.predictions)
+    summary: dict[str, Any] = {
+        "labels": len(joined.matched),
+        "unknown_labels": joined.unknown,
+        "ambiguous_labels": joined.ambiguous,
+        "examples": list(joined.examples),
+        "metrics": {},
+        "release_metrics": dict(release.record.get("metrics") or {}),
+        "tolerance": config.quality_tolerance,
+        "degraded": [],
+    }
+    if not joined.matched:
+        return summary, []
+    task = package.task
+    if task == "classification":
+        classes = list(package.classes or [])
+        index = {label: i for i, label in enumerate(classes)}
+        pairs = [
+            (label, prediction)
+            for label, prediction in joined.matched
+            if str(label.label) in index and prediction.probabilities
+        ]
+        y_true = np.asarray([index[str(label.label)] for label, _ in pairs], dtype=np.int64)
+        output = np.asarray(
+            [[float(p.probabilities.get(c, 0.0)) for c in classes] for _, p in pairs],  # type: ignore[union-attr]
+            dtype=np.float64,
+        )
+    else:
+        classes = []
+        y_true = np.asarray([float(label.label) for label, _ in joined.matched])
+        output = np.asarray([float(p.prediction) for _, p in joined.matched])
+    if len(y_true) == 0:
+        return summary, []
+    metrics = {}
+    for metric in metrics_for(task):
+        try:
+            metrics[metric] = float(score(metric, y_true, output, classes or None))
+        except ValueError:  # e.g. one class only among the labels: AUC is undefined
+            continue
+    summary["metrics"] = metrics
+    degraded = []
+    for metric, value in metrics.items():
+        before = summary["release_metrics"].get(metric)
+        if before is None or metric not in METRICS:
+            continue
+        worse = before - value if METRICS[metric].direction == "maximize" else value - before
+        if worse > config.quality_tolerance:
+            degraded.append(metric)
+    summary["degraded"] = degraded
+    return summary, degraded
+
+
+def _prediction_drift(
+    statistics: Mapping[str, Any],
+    target: str,
+    window: Window,
+    task: str,
+    config: MonitorConfig,
+) -> dict[str, Any] | None:
+    """The predictions' distribution against the training target's, as one more feature."""
+    feature = next(
+        (item for item in statistics.get("features", []) if item.get("name") == target), None
+    )
+    if feature is None or not window.predictions:
+        return None
+    kind = "categorical" if task == "classification" else "numeric"
+    renamed = {**feature, "name": "prediction", "lockgate_kind": kind, "is_target": False}
+    values = [item.prediction for item in window.predictions]
+    column = (
+        pa.array([None if v is None else str(v) for v in values]).dictionary_encode()
+        if kind == "categorical"
+        else pa.array([None if v is None else float(v) for v in values], pa.float64())
+    )
+    result = data_drift(
+        {**statistics, "features": [renamed]},
+        pa.table({"prediction": column}),
+        {"prediction": kind},
+        config.drift,
+    )
+    return result.features[0].as_dict() if result.features else None
+
+
+def _history(ledger: Ledger, env: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    past = [
+        {
+            "run": record.get("run"),
+            "time": record.get("ended"),
+            "verdict": record.get("verdict"),
+            "rows": record.get("rows"),
+            "share": record.get("share"),
+            "metrics": record.get("metrics"),
+        }
+        for record in (entry.record for entry in ledger.entries(RUNS, MONITORING))
+        if record.get("env") == env and record.get("endpoint") == report["endpoint"]
+    ]
+    past.append(
+        {
+            "run": report["run"],
+            "time": report["time"],
+            "verdict": report["verdict"],
+            "rows": report["rows"],
+            "share": (report["data_drift"] or {}).get("share"),
+            "metrics": (report["model_quality"] or {}).get("metrics"),
+        }
+    )
+    return past
+
+
+def _tell(
+    report: Mapping[str, Any],
+    violations: list[dict[str, str]],
+    drifted: list[str],
+    prefix: str,
+    notifiers: Sequence[Notifier],
+    say: Say,
+) -> list[str]:
+    alert = Alert(
+        endpoint=str(report["endpoint"]),
+        env=str(report["env"]),
+        run=str(report["run"]),
+        verdict=str(report["verdict"]),
+        drifted=list(drifted),
+        violations=len(violations),
+        report=prefix + "report.html",
+        time=datetime.fromisoformat(str(report["time"])),
+    )
+    say(alert.one_line())
+    told = []
+    for notifier in notifiers:
+        told.append(notifier.notify(alert))
+    return told
