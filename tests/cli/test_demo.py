@@ -18,7 +18,7 @@ STATUS = re.compile(r"^(committed|exists) churn (dv-[0-9a-f]{16})", re.MULTILINE
 
 
 def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path) -> None:
-    out = assert_ok(run_cli(DEMO, tmp_path, timeout=120)).stdout
+    out = assert_ok(run_cli(DEMO, tmp_path, timeout=300)).stdout
 
     workspace = tmp_path / "W"
     assert (workspace / "lockgate.toml").is_file()
@@ -70,6 +70,37 @@ def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path
             "report.json",
             "report.html",
         }
+    # The monitoring commands, in the workspace the demo leaves.
+    listed = assert_ok(run_cli(["monitor", "reports", "--env", "staging"], workspace)).stdout
+    assert all(run in listed for _, run, _ in verdicts) and "monthly_charges" in listed
+    schedule = assert_ok(run_cli(["monitor", "schedule", "--env", "staging"], workspace)).stdout
+    assert "schedule: rate(14 days) (every 14 days)" in schedule
+    assert re.search(r"next run: 20\d\d-\d\d-\d\dT", schedule), schedule
+    again = run_cli(["monitor", "run", "--env", "staging", "--window", "1h"], workspace)
+    assert again.returncode == 3, again.stdout + again.stderr  # the shifted month is in the hour
+    assert re.search(r"^drift run ", again.stdout, re.MULTILINE)
+    # Ground truth for the captured rows, joined by inference id (and customer id).
+    captured = sorted((staging / "store" / "monitoring" / "capture").rglob("*.jsonl"))
+    truth = ["inference_id,customer_id,churned"]
+    for path in captured:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            answer = json.loads(record["captureData"]["endpointOutput"]["data"])
+            inference_id = record["eventMetadata"]["inferenceId"]
+            truth += [
+                f"{inference_id},{p['customer_id']},{p['prediction']}"
+                for p in answer["predictions"]
+            ]
+    truth.append("not-a-request,C-0,1")
+    (workspace / "truth.csv").write_text("\n".join(truth) + "\n")
+    stored = assert_ok(run_cli(["labels", "put", "truth.csv", "--env", "staging"], workspace))
+    assert f"stored {len(truth) - 1} label(s) for lockgate-staging" in stored.stdout
+    labelled = run_cli(["monitor", "run", "--env", "staging", "--window", "1h"], workspace)
+    runs = sorted(reports.iterdir(), key=lambda path: path.name)
+    report = json.loads((runs[-1] / "report.json").read_text())
+    quality = report["model_quality"]
+    assert quality["labels"] == len(truth) - 2 and quality["unknown_labels"] == 1, labelled.stdout
+    assert quality["metrics"]["accuracy"] == 1.0  # the labels were the predictions themselves
     # The demo stopped what it started: no state file left, the ports no longer answer.
     for env, url in urls:
         assert not (workspace / ".lockgate" / env / "endpoint.json").exists()
@@ -78,8 +109,8 @@ def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path
 
 
 def test_demo_run_again_finds_the_version_exists(tmp_path: Path) -> None:
-    first = assert_ok(run_cli(DEMO, tmp_path, timeout=120)).stdout
-    second = assert_ok(run_cli(DEMO, tmp_path, timeout=120)).stdout
+    first = assert_ok(run_cli(DEMO, tmp_path, timeout=300)).stdout
+    second = assert_ok(run_cli(DEMO, tmp_path, timeout=300)).stdout
 
     ((_, version),) = STATUS.findall(first)
     assert STATUS.findall(second) == [("exists", version)]
@@ -87,11 +118,11 @@ def test_demo_run_again_finds_the_version_exists(tmp_path: Path) -> None:
 
 
 def test_demo_fresh_starts_from_an_empty_workspace(tmp_path: Path) -> None:
-    assert_ok(run_cli(DEMO, tmp_path, timeout=120))
+    assert_ok(run_cli(DEMO, tmp_path, timeout=300))
     stray = tmp_path / "W" / "notes.txt"
     stray.write_text("left from last time", encoding="utf-8")
 
-    out = assert_ok(run_cli([*DEMO, "--fresh"], tmp_path, timeout=120)).stdout
+    out = assert_ok(run_cli([*DEMO, "--fresh"], tmp_path, timeout=300)).stdout
 
     assert not stray.exists()
     assert [status for status, _ in STATUS.findall(out)] == ["committed"]
