@@ -92,7 +92,8 @@ def lockgate_baseline(reference: np.ndarray) -> dict[str, Any]:
 
     from lockgate.pipelines.data.baseline import build_baseline
 
-    table = pa.table({**_columns(reference), "target": np.zeros(reference.shape[1], np.int8)})
+    target = pa.nulls(reference.shape[1], pa.int8()).fill_null(0)
+    table = pa.table({**_columns(reference), "target": target})
     statistics, _ = build_baseline(
         table, dict.fromkeys(NAMES, "numeric"), "target", "classification", 20, 42, 50
     )
@@ -112,8 +113,16 @@ def lockgate_drift(statistics: dict[str, Any], current: np.ndarray) -> dict[str,
     return result.as_dict()
 
 
-def _columns(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: matrix[i] for i, name in enumerate(NAMES)}
+def _columns(matrix: np.ndarray) -> dict[str, Any]:
+    """Each row of ``matrix`` as an Arrow column, sharing its memory. (``pa.array`` of a NumPy
+    array imports pandas, which the monitoring job, reading Arrow, never does.)"""
+    import pyarrow as pa
+
+    rows = matrix.shape[1]
+    return {
+        name: pa.Array.from_buffers(pa.float64(), rows, [None, pa.py_buffer(matrix[i])])
+        for i, name in enumerate(NAMES)
+    }
 
 
 def worker(kind: str, paths: list[str]) -> None:

@@ -165,19 +165,38 @@ def test_an_unseen_category_gets_its_own_cell_and_is_shown_by_name() -> None:
     assert OTHER not in shown
 
 
-def test_rare_categories_are_pooled_so_expected_counts_stay_at_least_five() -> None:
-    rng = np.random.default_rng(6)
+def test_rare_cells_are_pooled_so_expected_counts_stay_at_least_five() -> None:
     columns = {"code": "categorical"}
-    shares = {"a": 0.6, "b": 0.39, **{f"rare{i}": 0.001 for i in range(10)}}
-    reference = pa.table({"code": _categories(rng, 20_000, shares), "y": np.full(20_000, "a")})
+    before = ["a"] * 5000 + ["b"] * 5000 + ["c"]
+    after = ["a"] * 50 + ["b"] * 50 + ["new"]
+    reference = pa.table({"code": pa.array(before).dictionary_encode(), "y": ["n"] * len(before)})
     statistics = _baseline(reference, columns)
-    window = pa.table({"code": _categories(rng, 1_000, shares)})
+    window = pa.table({"code": pa.array(after).dictionary_encode()})
 
     (feature,) = data_drift(statistics, window, columns, DriftConfig()).features
 
-    # 10 rare cells of ~1 expected each in the window: alone they would make a large chi2.
-    assert feature.p_value is not None and feature.p_value > 0.01
+    # Alone, the new value's cell (expected 0.01 in the window) would give chi2 ~ 100. Every
+    # cell needs a total of 5 x 10101 / 101 = 500: "c" and the unseen cell pool with "b".
+    chi2, p_value, _, _ = stats.chi2_contingency([[5000, 5001], [50, 51]], correction=False)
+    assert feature.statistic == pytest.approx(chi2)
+    assert feature.p_value == pytest.approx(p_value)
     assert not feature.drifted
+    assert "new" in feature.distribution["values"]
+
+
+def test_a_discrete_feature_is_measured_against_the_band_its_quantiles_allow() -> None:
+    columns = {"flag": "numeric"}
+    reference = pa.table({"flag": np.repeat([0.0, 1.0], [7000, 3000]), "y": ["n"] * 10_000})
+    statistics = _baseline(reference, columns)
+    window = pa.table({"flag": np.repeat([0.0, 1.0], [600, 400])})
+
+    (feature,) = data_drift(statistics, window, columns, DriftConfig()).features
+
+    # 70% zeros before, 60% now: the quantiles put F(0) at 0.70 (q = 0.70 lies between the
+    # last 0 and the first 1), so the distance is exactly the true one, 0.10.
+    assert feature.statistic == pytest.approx(0.10)
+    expected = stats.ks_2samp(reference.column("flag").to_numpy(), window.column("flag").to_numpy())
+    assert feature.statistic == pytest.approx(expected.statistic)
 
 
 def test_datetimes_drift_in_days_and_text_in_length() -> None:

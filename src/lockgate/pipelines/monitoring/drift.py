@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
+from scipy import special
 
 from lockgate.config import DriftConfig
 from lockgate.pipelines.data.baseline import QUANTILE_SAMPLE
@@ -102,8 +102,8 @@ class DatasetDrift:
         """JSON-ready: no NaN or infinity (None instead)."""
         return {
             "drifted": self.drifted,
-            "share": _finite(self.share),
-            "weighted_share": _finite(self.weighted_share),
+            "share": _json_ready(self.share),
+            "weighted_share": _json_ready(self.weighted_share),
             "threshold": self.threshold,
             "tested": sum(feature.tested for feature in self.features),
             "drifted_features": [f.feature for f in self.features if f.drifted],
@@ -161,10 +161,13 @@ def data_drift(
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     """Benjamini-Hochberg adjusted p-values (the false discovery rate at which each would be
     a discovery), in the order given."""
-    if not p_values:
-        return []
-    adjusted = stats.false_discovery_control(np.asarray(p_values, dtype=np.float64), method="bh")
-    return [float(p) for p in adjusted]
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * p.size / np.arange(1, p.size + 1)
+    adjusted = np.empty_like(p)
+    # each is the smallest scaled p-value at its rank or after it, capped at 1
+    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return [float(value) for value in adjusted]
 
 
 def _adjust(features: list[FeatureDrift], config: DriftConfig) -> None:
@@ -193,14 +196,10 @@ def _verdict(
 
 
 def _untested(name: str, kind: str, config: DriftConfig, note: str) -> FeatureDrift:
-    numeric = kind in NUMERIC_KINDS
+    if kind in NUMERIC_KINDS:
+        return FeatureDrift(name, kind, None, "wasserstein", config.min_effect_numeric, note=note)
     return FeatureDrift(
-        feature=name,
-        kind=kind,
-        test=None,
-        effect="wasserstein" if numeric else "jensen_shannon",
-        effect_threshold=config.min_effect_numeric if numeric else config.min_effect_categorical,
-        note=note,
+        name, kind, None, "jensen_shannon", config.min_effect_categorical, note=note
     )
 
 
@@ -233,32 +232,41 @@ def _numeric(
     statistic = _ks_statistic(values, q, ref_q)
     # The reference CDF is as precise as the sample its quantiles were computed from.
     p_value = _ks_p_value(statistic, min(n_reference, QUANTILE_SAMPLE), values.size)
-    cur_q = _quantiles(values, q)
-    distance = _winsorised_wasserstein(q, ref_q, cur_q)
+    distance = _winsorised_wasserstein(q, ref_q, _quantiles(values, q))
     # A constant reference has no spread to measure in: use its magnitude (or 1) instead.
     scale = summary.get("std_dev") or abs(summary.get("mean") or 0.0) or 1.0
-    edges, reference, current = _histograms(summary, values)
-    result.test, result.note = "ks", None
-    result.statistic, result.p_value = statistic, p_value
+    result.test, result.note, result.statistic, result.p_value = "ks", None, statistic, p_value
     result.effect_size = distance / scale
-    result.distribution = {"edges": edges, "reference": reference, "current": current}
+    result.distribution = _histograms(summary, values)
     return result
 
 
 def _sorted_values(column: pa.ChunkedArray, kind: str) -> np.ndarray:
     present = column.drop_null()
     if kind == "text":
-        lengths = pc.utf8_length(present).to_numpy(zero_copy_only=False)
-        values = np.asarray(lengths, dtype=np.float64)
+        values = _buffer_values(pc.utf8_length(present).cast(pa.float64()), np.float64)
     elif kind == "datetime":
-        micros = present.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        values = np.asarray(micros, dtype=np.float64) / MICROS_PER_DAY
+        values = _buffer_values(present.cast(pa.int64()), np.int64) / MICROS_PER_DAY
     else:
-        values = np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = _buffer_values(present.cast(pa.float64()), np.float64)
     finite = np.isfinite(values)
     if not finite.all():
         values = values[finite]
     return np.sort(values)
+
+
+def _buffer_values(column: pa.ChunkedArray, dtype: type[np.generic]) -> np.ndarray:
+    """A null-free fixed-width column's values, read from its buffers without a copy
+    (``to_numpy`` imports pandas where it is installed: half a second of every run)."""
+    size = np.dtype(dtype).itemsize
+    parts = [
+        np.frombuffer(chunk.buffers()[1], dtype, len(chunk), chunk.offset * size)
+        for chunk in column.chunks
+        if len(chunk)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 def _ks_statistic(values: np.ndarray, q: np.ndarray, ref_q: np.ndarray) -> float:
@@ -322,9 +330,12 @@ def _ks_p_value(statistic: float, n_reference: int, n_current: int) -> float:
     """Two-sample KS p-value, as scipy's ``ks_2samp`` computes it for large samples."""
     en = n_reference * n_current / (n_reference + n_current)
     if en <= EXACT_KS_MAX_N:
-        return float(stats.kstwo.sf(statistic, max(round(en), 1)))
+        # scipy.stats takes most of a second to import: only small windows need it.
+        from scipy.stats import kstwo
+
+        return float(kstwo.sf(statistic, max(round(en), 1)))
     root = math.sqrt(en)
-    return float(stats.kstwobign.sf((root + 0.12 + 0.11 / root) * statistic))
+    return float(special.kolmogorov((root + 0.12 + 0.11 / root) * statistic))
 
 
 def _quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -347,9 +358,7 @@ def _winsorised_wasserstein(q: np.ndarray, ref_q: np.ndarray, cur_q: np.ndarray)
     return inner + float(q[low] * gaps[0] + (1.0 - q[high]) * gaps[-1])
 
 
-def _histograms(
-    summary: Mapping[str, Any], values: np.ndarray
-) -> tuple[list[float], list[float], list[float]]:
+def _histograms(summary: Mapping[str, Any], values: np.ndarray) -> Distribution:
     """Shares per bin of the baseline histogram, with an underflow and an overflow bin added
     when the window's values fall outside it (the last bin includes its upper edge)."""
     buckets = summary["distribution"]["histogram"]["buckets"]
@@ -367,7 +376,7 @@ def _histograms(
     if cuts[-1] < n:
         edges.append(float(values[-1]))
         reference, shares = np.append(reference, 0.0), np.append(shares, (n - cuts[-1]) / n)
-    return edges, reference.tolist(), shares.tolist()
+    return {"edges": edges, "reference": reference.tolist(), "current": shares.tolist()}
 
 
 # --- categorical ---------------------------------------------------------------------------
@@ -401,8 +410,7 @@ def _categorical(
     )
 
     statistic, p_value = _chi_square(reference, current)
-    result.test, result.note = "chi2", None
-    result.statistic, result.p_value = statistic, p_value
+    result.test, result.note, result.statistic, result.p_value = "chi2", None, statistic, p_value
     result.effect_size = _jensen_shannon(reference, current)
     result.distribution = _shown_categories(
         seen, window, leftover, other_reference, n_reference, n_current
@@ -441,7 +449,7 @@ def _chi_square(reference: np.ndarray, current: np.ndarray) -> tuple[float, floa
     observed = np.vstack([cells_ref, cells_cur])
     expected = np.outer([n_ref, n_cur], observed.sum(axis=0)) / everything
     statistic = float(np.sum((observed - expected) ** 2 / expected))
-    return statistic, float(stats.chi2.sf(statistic, cells_ref.size - 1))
+    return statistic, float(special.chdtrc(cells_ref.size - 1, statistic))
 
 
 def _jensen_shannon(reference: np.ndarray, current: np.ndarray) -> float:
@@ -482,15 +490,10 @@ def _shown_categories(
     return {"values": values, "reference": reference, "current": current}
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _json_ready(value: Any) -> Any:
+    """``value`` with any NaN or infinite float (none is expected; JSON has none) as None."""
     if isinstance(value, float):
-        return _finite(value)
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    return value
+    return [_json_ready(item) for item in value] if isinstance(value, list | tuple) else value
