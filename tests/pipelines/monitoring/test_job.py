@@ -262,3 +262,20 @@ def test_a_run_without_a_release_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(LockgateError, match="nothing is released to dev"):
         monitor(empty, tmp_path)
     assert Ledger(empty).entries("runs", "monitoring") == []
+
+
+def test_the_drifted_share_can_be_weighted_by_the_models_feature_importance(
+    released: tuple[Prepared, Path], store: Any, tmp_path: Path
+) -> None:
+    from lockgate.config import DriftConfig
+
+    capture(store, released[1], rows=1000, seed=26, shift=0.8, at=NOW - timedelta(hours=1))
+    config = MonitorConfig(drift=DriftConfig(weight_by_importance=True))
+    result = monitor(store, tmp_path, config=config)
+    drift = json.loads(store.get(f"monitoring/reports/{ENDPOINT}/{result.run}/report.json"))[
+        "data_drift"
+    ]
+    # The logistic model's coefficients weigh the columns; the weighted share differs.
+    assert drift["weighted_share"] is not None
+    assert 0.0 < drift["weighted_share"] <= 1.0
+    assert drift["weighted_share"] != drift["share"]

@@ -163,7 +163,13 @@ def run_monitoring(
         )
         violations += [item.as_dict() for item in quality]
         report["data_quality"] = {"violations": [item.as_dict() for item in quality]}
-        drift = data_drift(statistics, canonical, kinds, config.drift)
+        importance = _importance(package, kinds) if config.drift.weight_by_importance else None
+        if config.drift.weight_by_importance and importance is None:
+            messages.append(
+                f"the model ({type(package.model).__name__}) has no feature importances: "
+                "the drifted share is not weighted"
+            )
+        drift = data_drift(statistics, canonical, kinds, config.drift, importance)
         report["data_drift"] = drift.as_dict()
         drifted = [item.feature for item in drift.features if item.drifted]
         for item in drift.features:
@@ -274,6 +280,36 @@ def _baseline(
                 ) from None
         documents.append(json.loads(raw))
     return documents[0], documents[1]
+
+
+def _importance(package: Any, kinds: Mapping[str, str]) -> dict[str, float] | None:
+    """Each column's share of the model's feature importance (tree importances, or the
+    absolute coefficients of a linear model), summed over the features made from it."""
+    model = package.model
+    if hasattr(model, "feature_importances_"):
+        weights = np.abs(np.asarray(model.feature_importances_, dtype=np.float64))
+    elif hasattr(model, "coef_"):
+        coef = np.abs(np.asarray(model.coef_, dtype=np.float64))
+        weights = coef.reshape(-1, coef.shape[-1]).sum(axis=0)
+    else:
+        return None
+    names = [str(name) for name in package.transformer.get_feature_names_out()]
+    if len(names) != len(weights):
+        return None
+    totals: dict[str, float] = {}
+    for name, weight in zip(names, weights, strict=True):
+        column = next(
+            (
+                c
+                for c in kinds
+                if name == c or any(name.startswith(c + sep) for sep in ("__", "=", "~"))
+            ),
+            None,
+        )
+        if column is not None:
+            totals[column] = totals.get(column, 0.0) + float(weight)
+    total = sum(totals.values())
+    return {column: value / total for column, value in totals.items()} if total > 0 else None
 
 
 def _release_summary(release: Release) -> dict[str, Any]:
