@@ -139,6 +139,7 @@ def demo(
     console.print("  lockgate ui                   # MLflow on http://127.0.0.1:5000")
     console.print("  lockgate models               # versions, approvals, where each serves")
     console.print("  lockgate history --env staging")
+    console.print("  lockgate monitor reports --env staging   # the clean and the drifted run")
     for env in endpoints:
         console.print(f"  lockgate serve --env {env:<8}     # its endpoint (the demo stopped it)")
 
