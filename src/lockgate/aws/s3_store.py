@@ -26,11 +26,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
 )
-from botocore.exceptions import ConnectionError as NetworkError
 
+from lockgate.aws.errors import unanswered
 from lockgate.errors import ObjectNotFound, StoreError
 from lockgate.ports.store import ObjectInfo, Progress, Store
 
@@ -277,17 +275,14 @@ class S3Store(Store):
         return StoreError(f"S3 refused to {action} '{key}' in {self.uri}: {code} {message}".strip())
 
     def _botocore_error(self, exc: Exception, action: str, key: str) -> StoreError:
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            return StoreError(
-                f"no AWS credentials to {action} '{key}' in {self.uri}: set AWS_PROFILE or "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or run aws sso login)"
+        return StoreError(
+            unanswered(
+                exc,
+                doing=f"to {action} '{key}' in {self.uri}",
+                reach=f"S3 to {action} '{key}' in {self.uri}",
+                failed=f"{action} '{key}' in {self.uri}",
             )
-        if isinstance(exc, NetworkError):
-            return StoreError(
-                f"cannot reach S3 to {action} '{key}' in {self.uri} ({exc}): check "
-                "AWS_ENDPOINT_URL, the region and the network"
-            )
-        return StoreError(f"could not {action} '{key}' in {self.uri}: {exc}")
+        )
 
     def _missing(self, key: str) -> StoreError:
         """The error for a 404 that may mean a missing key or a missing bucket."""

@@ -28,11 +28,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
 )
-from botocore.exceptions import ConnectionError as NetworkError
 
+from lockgate.aws.errors import unanswered
 from lockgate.errors import ConfigError, IntegrityError, LockgateError
 from lockgate.pipelines.training.archive import write_model_archive
 from lockgate.pipelines.training.package import package_sha256
@@ -463,17 +461,14 @@ def _tags(request: DeployRequest) -> list[dict[str, str]]:
 
 
 def _unanswered(operation: str, exc: BotoCoreError) -> SageMakerError:
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return SageMakerError(
-            f"no AWS credentials for SageMaker {operation}: set AWS_PROFILE or "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or run aws sso login)"
+    return SageMakerError(
+        unanswered(
+            exc,
+            doing=f"for SageMaker {operation}",
+            reach=f"SageMaker for {operation}",
+            failed=f"SageMaker {operation}",
         )
-    if isinstance(exc, NetworkError):
-        return SageMakerError(
-            f"cannot reach SageMaker for {operation} ({_one_line(str(exc))}): check "
-            "AWS_ENDPOINT_URL, the region and the network"
-        )
-    return SageMakerError(f"SageMaker {operation} failed: {_one_line(str(exc))}")
+    )
 
 
 def _operation_name(method: str) -> str:

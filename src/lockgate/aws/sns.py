@@ -18,11 +18,9 @@ import boto3
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
 )
-from botocore.exceptions import ConnectionError as NetworkError
 
+from lockgate.aws.errors import unanswered
 from lockgate.errors import ConfigError, LockgateError
 from lockgate.pipelines.monitoring.alerts import Alert
 
@@ -130,18 +128,14 @@ class SnsNotifier:
         return SnsError(f"SNS refused to publish to {self.topic_arn} ({code}): {hint}", code)
 
     def _unanswered(self, exc: BotoCoreError) -> SnsError:
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            return SnsError(
-                f"no AWS credentials to publish to {self.topic_arn}: set AWS_PROFILE or "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or run aws sso login)"
+        return SnsError(
+            unanswered(
+                exc,
+                doing=f"to publish to {self.topic_arn}",
+                reach=f"SNS in {self.region}",
+                failed=f"publishing to {self.topic_arn}",
             )
-        reason = " ".join(str(exc).split())
-        if isinstance(exc, NetworkError):
-            return SnsError(
-                f"cannot reach SNS in {self.region} ({reason}): check AWS_ENDPOINT_URL and the "
-                "network"
-            )
-        return SnsError(f"publishing to {self.topic_arn} failed: {reason}")
+        )
 
 
 def sns_notifier(topic_arn: str) -> SnsNotifier:

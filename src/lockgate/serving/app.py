@@ -29,9 +29,10 @@ from fastapi.responses import JSONResponse, Response
 
 import lockgate
 from lockgate.pipelines.deployment.payload import RequestRejected
+from lockgate.pipelines.monitoring.capture import DEFAULT_VARIANT
 from lockgate.ports.endpoint import DeploymentFailed
 from lockgate.ports.store import Store
-from lockgate.serving.capture import DEFAULT_VARIANT, Capture
+from lockgate.serving.capture import Capture
 from lockgate.serving.model import load_served
 from lockgate.serving.records import Recorder, new_server_id
 from lockgate.serving.service import DEFAULT_MAX_BODY_BYTES, Service

@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lockgate.pipelines.deployment.payload import CSV
+from lockgate.pipelines.monitoring.capture import DEFAULT_VARIANT, capture_prefix
 from lockgate.ports.store import Store
 from lockgate.serving.background import Periodic
 
 log = logging.getLogger(__name__)
-
-CAPTURE_PREFIX = "monitoring/capture/"
-DEFAULT_VARIANT = "AllTraffic"
 
 
 @dataclass(frozen=True)
@@ -46,11 +44,6 @@ class _Event:
     input_body: bytes
     output_type: str
     output_body: bytes
-
-
-def capture_prefix(endpoint_name: str, variant: str = DEFAULT_VARIANT) -> str:
-    """Where an endpoint variant's capture files are (``monitoring/capture/churn/AllTraffic/``)."""
-    return f"{CAPTURE_PREFIX}{endpoint_name}/{variant}/"
 
 
 class Capture:
