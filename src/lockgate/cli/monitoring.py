@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lockgate.cli.app import Context, app
+from lockgate.cli.app import app
 from lockgate.cli.output import console, err, stage
 from lockgate.errors import ConfigError
 
@@ -33,15 +33,10 @@ EnvOption = Annotated[
 
 
 def _env(ctx: typer.Context, env: str | None) -> tuple[Settings, str, Store]:
+    from lockgate.cli.serving import named_env
     from lockgate.wiring import open_store
 
-    context: Context = ctx.obj
-    settings = context.settings()
-    name = env or settings.env
-    if name not in settings.env_names and name != settings.env:
-        raise ConfigError(
-            f"no environment '{name}' (environments: {', '.join(settings.env_names)})"
-        )
+    settings, name = named_env(ctx, env)
     return settings, name, open_store(settings.for_env(name).store_uri)
 
 

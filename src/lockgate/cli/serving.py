@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 PREDICT_TIMEOUT = 60.0
 
 
-def _env_settings(ctx: typer.Context, env: str | None) -> tuple[Settings, str]:
+def named_env(ctx: typer.Context, env: str | None) -> tuple[Settings, str]:
+    """The settings and the environment a command's ``--env`` names (default: the global one)."""
     context: Context = ctx.obj
     settings = context.settings()
     name = env or settings.env
@@ -66,7 +67,7 @@ def serve(
     from lockgate.serving.server import run
     from lockgate.wiring import open_store
 
-    settings, name = _env_settings(ctx, env)
+    settings, name = named_env(ctx, env)
     env_settings = settings.for_env(name)
     store = open_store(env_settings.store_uri)
     current = read_history(Ledger(store), name).current()
@@ -178,7 +179,7 @@ def predict(
     """Send rows to an endpoint and print its predictions as CSV."""
     from lockgate.local.endpoint import read_state
 
-    settings, name = _env_settings(ctx, env)
+    settings, name = named_env(ctx, env)
     if url is None:
         running = read_state(state_file(settings, name))
         if running is None:
