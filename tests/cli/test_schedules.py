@@ -14,7 +14,7 @@ from lockgate.cli import monitoring, training
 from lockgate.cli.schedules import Scheduled
 from lockgate.config import load_settings
 from lockgate.local.file_store import FileStore
-from lockgate.pipelines.deployment.ledger import Ledger
+from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.job import MONITORING, REQUESTS, RUNS, TRAINING
 
 

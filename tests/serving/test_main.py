@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from lockgate.local.file_store import FileStore
-from lockgate.pipelines.deployment.ledger import Ledger
 from lockgate.pipelines.deployment.served import SERVING
+from lockgate.pipelines.ledger import Ledger
 from lockgate.serving.__main__ import PORT_VARIABLE, parse_args
 from tests.cli.conftest import wait_until
 from tests.serving.conftest import Packages, Running, Sample

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from lockgate.local.file_store import FileStore
-from lockgate.pipelines.deployment.ledger import Ledger
 from lockgate.pipelines.deployment.served import SERVING, served
+from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.training.package import package_sha256
 from lockgate.serving.app import create_app
 from tests.cli.conftest import wait_until

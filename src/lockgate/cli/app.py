@@ -45,10 +45,18 @@ class Context:
     env: str | None
     store: str | None
 
+    verbose: bool = False
+    _logging_for: Path | None = None
+
     def settings(self, dataset: str | None = None) -> Settings:
+        """The resolved settings; the first call also starts the environment's JSON log."""
         from lockgate.config import load_settings
 
-        return load_settings(self.config, self.env, self.store, dataset)
+        settings = load_settings(self.config, self.env, self.store, dataset)
+        if self._logging_for != settings.env_dir:
+            self._logging_for = settings.env_dir
+            configure_logs(settings, self.verbose)
+        return settings
 
     def open_store(self, settings: Settings) -> Store:
         from lockgate.wiring import lean_arrow_memory, open_store
@@ -95,7 +103,22 @@ def _global(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = Context(config=config, env=env, store=store)
+    ctx.obj = Context(config=config, env=env, store=store, verbose=verbose)
+
+
+def configure_logs(settings: Settings, verbose: bool = False, pipeline: str | None = None) -> None:
+    """lockgate's records as JSON lines in the environment's log folder, and readable on the
+    terminal (errors only, everything with --verbose)."""
+    from lockgate import logs
+
+    logs.configure(
+        folder=logs.log_folder(settings.env_dir),
+        file_level=settings.file.logs.level,
+        terminal_level=logging.INFO if verbose else logging.ERROR,
+        retention_days=settings.file.logs.retention_days,
+        env=settings.env,
+        pipeline=pipeline,
+    )
 
 
 def main() -> None:
@@ -104,8 +127,11 @@ def main() -> None:
         commands,
         demo,
         deployment,
+        logs,
         monitoring,
+        runtime,
         serving,
+        status,
         training,
     )
 

@@ -427,8 +427,8 @@ def history(
 
 def print_history(settings: Settings, env: str, at: str | None = None) -> None:
     """The release table of ``env`` (or, with ``at``, the release that served then)."""
-    from lockgate.pipelines.deployment.ledger import Ledger
     from lockgate.pipelines.deployment.releases import read_history
+    from lockgate.pipelines.ledger import Ledger
     from lockgate.wiring import open_store
 
     _check_env(settings, env)

@@ -63,7 +63,7 @@ def notifiers(settings: Settings) -> list[Notifier]:
 
 def request_retrain(settings: Settings) -> Any:
     """A callable that records a retrain request in the home environment's ledger."""
-    from lockgate.pipelines.deployment.ledger import Ledger
+    from lockgate.pipelines.ledger import Ledger
     from lockgate.pipelines.monitoring.job import REQUESTS, TRAINING
     from lockgate.wiring import open_store
 

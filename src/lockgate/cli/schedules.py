@@ -49,8 +49,8 @@ class Scheduled:
 
     def _monitor_due(self) -> None:
         from lockgate.cli.monitoring import monitor_env, print_result
-        from lockgate.pipelines.deployment.ledger import Ledger
         from lockgate.pipelines.deployment.releases import read_history
+        from lockgate.pipelines.ledger import Ledger
         from lockgate.pipelines.monitoring.job import past_runs
         from lockgate.wiring import open_store
 
@@ -68,7 +68,7 @@ class Scheduled:
 
     def _retrain_requested(self) -> None:
         from lockgate.cli.training import print_training, run_training
-        from lockgate.pipelines.deployment.ledger import Ledger
+        from lockgate.pipelines.ledger import Ledger
         from lockgate.pipelines.monitoring.job import REQUESTS, TRAINING
 
         ledger = Ledger(self.home)

@@ -60,9 +60,9 @@ def serve(
 ) -> None:
     """Serve the environment's current release (SageMaker's /ping and /invocations)."""
     from lockgate.local.endpoint import read_state
-    from lockgate.pipelines.deployment.ledger import Ledger
     from lockgate.pipelines.deployment.promotion import local_copy
     from lockgate.pipelines.deployment.releases import read_history
+    from lockgate.pipelines.ledger import Ledger
     from lockgate.pipelines.training.package import package_sha256
     from lockgate.serving.server import run
     from lockgate.wiring import open_store
@@ -135,9 +135,9 @@ def serve(
 
 def _catch_up(store: Store, env: str, served: int, state: Path, work_dir: Path) -> None:
     from lockgate.local.endpoint import LocalEndpoint
-    from lockgate.pipelines.deployment.ledger import Ledger
     from lockgate.pipelines.deployment.promotion import local_copy
     from lockgate.pipelines.deployment.releases import read_history
+    from lockgate.pipelines.ledger import Ledger
     from lockgate.ports.endpoint import DeployRequest
 
     try:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from lockgate.pipelines.deployment.ledger import Ledger
 from lockgate.pipelines.deployment.served import SERVING
+from lockgate.pipelines.ledger import Ledger
 from lockgate.ports.store import Store
 from lockgate.serving.background import Periodic
 from lockgate.serving.model import ServedModel

@@ -12,7 +12,6 @@ from sklearn.dummy import DummyClassifier
 from lockgate.config import GatesConfig
 from lockgate.errors import LockgateError
 from lockgate.pipelines.deployment.approvals import record_decision
-from lockgate.pipelines.deployment.ledger import Ledger
 from lockgate.pipelines.deployment.promotion import (
     GatesRefused,
     PromotionConflict,
@@ -21,6 +20,7 @@ from lockgate.pipelines.deployment.promotion import (
     rollback,
 )
 from lockgate.pipelines.deployment.releases import read_history
+from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.training.package import (
     package_sha256,
     package_sha256_of,

@@ -14,8 +14,8 @@ import pyarrow.csv as pacsv
 import pytest
 
 from lockgate.config import GatesConfig, MonitorConfig
-from lockgate.pipelines.deployment.ledger import Ledger
 from lockgate.pipelines.deployment.promotion import Environment, promote
+from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.alerts import Alert
 from lockgate.pipelines.monitoring.job import past_runs, run_monitoring
 from lockgate.pipelines.monitoring.labels import Label, put_labels

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from lockgate.errors import LockgateError
-from lockgate.pipelines.deployment.ledger import Entry, Ledger
+from lockgate.pipelines.ledger import Entry, Ledger
 
 APPROVALS = "approvals"
 Verdict = Literal["approved", "rejected"]

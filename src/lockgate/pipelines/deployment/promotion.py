@@ -41,9 +41,9 @@ from lockgate.pipelines.deployment.gates import (
     GateResult,
     check_gates,
 )
-from lockgate.pipelines.deployment.ledger import Ledger, LedgerConflict
 from lockgate.pipelines.deployment.releases import RELEASES, Release, read_history
 from lockgate.pipelines.deployment.served import served
+from lockgate.pipelines.ledger import Ledger, LedgerConflict
 from lockgate.pipelines.training.families import predict_output
 from lockgate.pipelines.training.metrics import default_metric, score
 from lockgate.pipelines.training.package import (

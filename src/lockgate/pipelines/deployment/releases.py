@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lockgate.pipelines.deployment.ledger import Entry, Ledger
+from lockgate.pipelines.ledger import Entry, Ledger
 
 RELEASES = "releases"
 RELEASE_ACTIONS = ("promote", "rollback")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from lockgate.pipelines.deployment.ledger import Ledger
+from lockgate.pipelines.ledger import Ledger
 
 SERVING = "serving"
 

@@ -29,9 +29,9 @@ import pyarrow as pa
 from lockgate.config import MonitorConfig
 from lockgate.errors import LockgateError, ObjectNotFound
 from lockgate.pipelines.data.versions import json_bytes, read_manifest, read_verified
-from lockgate.pipelines.deployment.ledger import Ledger
 from lockgate.pipelines.deployment.promotion import BASELINE_FILES, baseline_prefix, local_copy
 from lockgate.pipelines.deployment.releases import Release, read_history
+from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.alerts import Alert, Notifier
 from lockgate.pipelines.monitoring.capture import Window, read_capture, window_rows
 from lockgate.pipelines.monitoring.drift import data_drift

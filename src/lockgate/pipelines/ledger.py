@@ -58,23 +58,34 @@ class Ledger:
 
     def entries(self, kind: str, scope: str) -> list[Entry]:
         """Every record of the stream, oldest first."""
+        return self.recent(kind, scope, None)
+
+    def recent(self, kind: str, scope: str, count: int | None) -> list[Entry]:
+        """The last ``count`` records of the stream (all if None), oldest first.
+
+        Only those records are read: the listing alone says which they are.
+        """
         prefix = stream_prefix(kind, scope)
+        numbered = sorted(
+            (int(name[:-5]), info.key)
+            for name, info in ((info.key[len(prefix) :], info) for info in self.store.list(prefix))
+            if name.endswith(".json") and name[:-5].isdigit()
+        )
+        if count is not None:
+            numbered = numbered[-count:] if count > 0 else []
         found = []
-        for info in self.store.list(prefix):
-            name = info.key[len(prefix) :]
-            if not name.endswith(".json") or not name[:-5].isdigit():
-                continue
-            document = json.loads(self.store.get(info.key))
+        for seq, key in numbered:
+            document = json.loads(self.store.get(key))
             found.append(
                 Entry(
                     kind,
                     scope,
-                    int(name[:-5]),
+                    seq,
                     datetime.fromisoformat(document["recorded_at"]),
                     document["record"],
                 )
             )
-        return sorted(found, key=lambda entry: entry.seq)
+        return found
 
     def tail(self, kind: str, scope: str) -> int | None:
         """The last record's number, from the listing alone (no record is read)."""

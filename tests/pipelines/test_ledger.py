@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lockgate.local.file_store import FileStore
-from lockgate.pipelines.deployment.ledger import Ledger, LedgerConflict
+from lockgate.pipelines.ledger import Ledger, LedgerConflict
 
 
 def test_records_are_numbered_and_read_back_in_order(file_store: FileStore) -> None:
