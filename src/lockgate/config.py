@@ -136,9 +136,10 @@ class EndpointConfig(_Strict):
     host: str = "127.0.0.1"
     port: int | None = Field(
         None,
-        ge=1,
+        ge=0,
         le=65535,
-        description="default 8080 (dev), 8081 (staging), 8082 (prod), 8090 + position (others)",
+        description="default 8080 (dev), 8081 (staging), 8082 (prod), 8090 + position (others); "
+        "0: any free port (`lockgate status` shows which)",
     )
     capture_percent: float = Field(
         100.0, ge=0.0, le=100.0, description="share of requests written to data capture"

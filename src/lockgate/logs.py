@@ -69,8 +69,12 @@ def current_context() -> dict[str, str | None]:
     return {**_process_defaults, **(_context.get() or {})}
 
 
-def event(logger: logging.Logger, level: int, name: str, message: str, **fields: Any) -> None:
-    """Log ``message`` as event ``name`` with structured ``fields``."""
+def event(logger: logging.Logger, level: int, name: str, message: str, /, **fields: Any) -> None:
+    """Log ``message`` as event ``name`` with structured ``fields``.
+
+    The first four parameters are positional-only, so a field may be called ``name``,
+    ``message``, ``level`` or ``logger`` (a model's name, say) without a TypeError.
+    """
     logger.log(level, message, extra={"event": name, "fields": fields})
 
 
@@ -141,15 +145,21 @@ class TerminalFormatter(logging.Formatter):
         return human_line(document)
 
 
-def human_line(document: Mapping[str, Any]) -> str:
-    """One readable line for a :data:`SCHEMA` document (the terminal, ``lockgate logs``)."""
+def human_line(document: Mapping[str, Any], *, show_env: bool = False) -> str:
+    """One readable line for a :data:`SCHEMA` document (the terminal, ``lockgate logs``).
+
+    Times are UTC. ``show_env`` puts the record's environment after the level, for output
+    that mixes environments.
+    """
     time = str(document.get("time", ""))[:19].replace("T", " ")
     where = document.get("pipeline") or document.get("logger") or "-"
+    env = f" {document.get('env') or '-'}" if show_env else ""
     run = f" [{document['run_id']}]" if document.get("run_id") else ""
-    fields = document.get("fields") or {}
-    extra = "".join(f" {key}={value}" for key, value in fields.items())
-    level = document.get("level", "?")
-    return f"{time} {level:<7} {where}{run} {document.get('message', '')}{extra}"
+    fields = document.get("fields")
+    pairs = fields.items() if isinstance(fields, Mapping) else ()
+    extra = "".join(f" {key}={value}" for key, value in pairs)
+    level = str(document.get("level") or "?")
+    return f"{time} {level:<7}{env} {where}{run} {document.get('message', '')}{extra}"
 
 
 def log_folder(env_dir: Path) -> Path:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,8 +14,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from lockgate import logs
 from lockgate.aws import lambda_data
+from lockgate.pipelines.runs import recent_runs
 from lockgate.sample.churn import CHURN_COLUMNS
+from lockgate.wiring import open_store
 
 EVENTS = Path(__file__).parent.parent / "fixtures" / "events"
 RECORDED_BUCKET = "acme-lockgate-dev"
@@ -27,8 +31,11 @@ def recorded(name: str) -> dict[str, Any]:
 @pytest.fixture
 def lambda_env(
     aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[str], Any]:
-    """Configure the Lambda as the stack would: store URI and baked lockgate.toml in env vars."""
+) -> Iterator[Callable[[str], Any]]:
+    """Configure the Lambda as the stack would: store URI and baked lockgate.toml in env vars.
+
+    Each test is a cold start (JSON logs on its stdout); the logging set up then is undone.
+    """
     config = tmp_path / "lockgate.toml"
     columns = ", ".join(f'{name} = "{kind}"' for name, kind in CHURN_COLUMNS.items())
     config.write_text(
@@ -51,7 +58,18 @@ def lambda_env(
         monkeypatch.setenv("LOCKGATE_STORE", store_uri)
         return client
 
-    return use
+    root = logging.getLogger("lockgate")
+    saved = (list(root.handlers), root.level, root.propagate, dict(logs._process_defaults))
+    yield use
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handlers, level, propagate, defaults = saved
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = propagate
+    logs._process_defaults.clear()
+    logs._process_defaults.update(defaults)
 
 
 def context() -> Any:
@@ -139,3 +157,42 @@ def test_bad_upload_is_quarantined_in_the_bucket(
     assert any(k.endswith("/error.json") for k in objects)
     assert any(k.endswith("customers a+b été.csv") for k in objects)
     assert s3.get_object(Bucket=RECORDED_BUCKET, Key=key)["Body"].read() == b"\x00\x01garbage"
+
+
+def test_each_invocation_records_its_run_with_the_request_id_and_logs_json_lines(
+    lambda_env: Callable[[str], Any],
+    churn_csv: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s3 = lambda_env(f"s3://{RECORDED_BUCKET}")
+    key = "raw/churn/2026/März export/customers a+b été.csv"
+    s3.upload_file(str(churn_csv(rows=500)), RECORDED_BUCKET, key)
+    result = lambda_data.handler(recorded("put_nested_unicode.json"), context())
+
+    (view,) = recent_runs(open_store(f"s3://{RECORDED_BUCKET}"), "data")
+    assert view.state == "succeeded"
+    assert view.record["trigger"] == {"kind": "lambda", "detail": f"req-1 {key}"}
+    assert view.record["inputs"] == {"dataset": "churn", "raw_objects": 1, "raw_keys": [key]}
+    assert view.record["outputs"]["version"] == result["prepared"][0]["version"]
+    # CloudWatch Logs reads stdout: one JSON object per line, the run's id on its records.
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ours = [line for line in lines if line.get("run_id") == view.run_id]
+    assert {"run.started", "run.succeeded"} <= {line["event"] for line in ours}
+    assert all(line["pipeline"] == "data" for line in ours)
+    assert any(key in line["message"] for line in ours)  # the report lines too
+
+
+def test_a_quarantined_upload_is_a_failed_run_even_without_a_lambda_context(
+    lambda_env: Callable[[str], Any],
+) -> None:
+    s3 = lambda_env(f"s3://{RECORDED_BUCKET}")
+    key = "raw/churn/2026/März export/customers a+b été.csv"
+    s3.put_object(Bucket=RECORDED_BUCKET, Key=key, Body=b"\x00\x01garbage")
+    lambda_data.handler(recorded("put_nested_unicode.json"), None)
+
+    (view,) = recent_runs(open_store(f"s3://{RECORDED_BUCKET}"), "data")
+    assert view.state == "failed"
+    assert view.record["trigger"] == {"kind": "lambda", "detail": key}
+    assert "were rejected" in view.record["error"]
+    assert view.record["hint"].startswith("quarantine/churn/")
+    assert f"error.json says why {key} was rejected" in view.record["hint"]

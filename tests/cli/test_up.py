@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from lockgate.pipelines.data.versions import latest_version, load_transformer, r
 from tests.cli.conftest import (
     Project,
     assert_ok,
+    assert_user_error,
     cli_env,
     data_versions,
     describe,
@@ -78,15 +80,21 @@ class Up:
 
 
 @contextmanager
-def lockgate_up(project: Project, name: str = "up") -> Iterator[Up]:
-    """Start ``lockgate up`` in the project; it is killed on the way out whatever happened."""
+def lockgate_up(
+    project: Project,
+    name: str = "up",
+    root: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Up]:
+    """Start ``lockgate up`` in the project (or in ``root``); it is killed on the way out
+    whatever happened."""
     stdout = project.root.parent / f"{name}.stdout"
     stderr = project.root.parent / f"{name}.stderr"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         process = subprocess.Popen(
             [str(lockgate_executable()), "up"],
-            cwd=project.root,
-            env=cli_env(),
+            cwd=root or project.root,
+            env=cli_env(env),
             stdout=out,
             stderr=err,
         )
@@ -156,9 +164,31 @@ def test_up_catches_up_on_an_upload_made_while_it_was_not_running(project: Proje
         assert up.stop() == 0, up.details()
 
 
+def test_a_second_up_in_the_same_project_is_refused(project: Project) -> None:
+    with lockgate_up(project) as up:
+        up.wait_for("lockgate up: watching", "up to start watching")
+
+        second = run_cli(["up"], project.root)
+
+        line = assert_user_error(second)
+        assert "lockgate up already runs for this project" in line
+        assert f"pid {up.process.pid}" in line
+        assert up.process.poll() is None, up.details()
+        assert up.stop() == 0, up.details()
+
+
 def test_two_ups_and_a_concurrent_prep_commit_exactly_one_version(project: Project) -> None:
+    # Two machines watching one store: the second `up` runs from another folder (one `up` per
+    # project folder) with the first one's store.
+    other = project.root.parent / "other-machine"
+    other.mkdir()
+    shutil.copy(project.root / "lockgate.toml", other / "lockgate.toml")
+    shared = {"LOCKGATE_STORE": project.store().as_uri()}
     with ExitStack() as stack:
-        ups = [stack.enter_context(lockgate_up(project, f"up-{n}")) for n in (1, 2)]
+        ups = [
+            stack.enter_context(lockgate_up(project, "up-1")),
+            stack.enter_context(lockgate_up(project, "up-2", other, shared)),
+        ]
         for up in ups:
             up.wait_for("lockgate up: watching", "up to start watching")
 

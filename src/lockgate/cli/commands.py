@@ -127,6 +127,7 @@ def data_prep(
 ) -> None:
     """Run the data pipeline now on the dataset's current raw files."""
     from lockgate.pipelines.data import prepare
+    from lockgate.pipelines.runs import Trigger
 
     context: Context = ctx.obj
     settings = context.settings(dataset)
@@ -134,9 +135,10 @@ def data_prep(
     if not names:
         settings.dataset()  # raises the "no dataset configured" error
     store = context.open_store(settings)
+    trigger = Trigger.command()
     failed = False
     for name in names:
-        result = prepare(store, name, settings.datasets[name], stage)
+        result = prepare(store, name, settings.datasets[name], stage, trigger=trigger)
         print_prep(result)
         failed = failed or result.status in ("all_quarantined", "no_raw_files")
     if failed:

@@ -1,10 +1,13 @@
 """``lockgate demo``: the lifecycle on generated sample data, in a workspace kept afterwards.
 
-The stages so far: generate data -> upload to raw/ -> the runtime dispatches the S3-shaped
-event -> the data pipeline commits a version (and quarantines a broken file) -> a parallel
-Optuna study trains model families on it -> the best model is packaged and registered
-(pending approval) -> an HTML report of the study -> approved for staging, promoted to dev and
-staging, both endpoints started and sent rows -> staging's release history.
+Generate data -> upload to raw/ -> the runtime dispatches the S3-shaped event -> the data
+pipeline commits a version (and quarantines a broken file) -> a parallel Optuna study trains
+model families on it -> the best model is packaged and registered (pending approval) -> an HTML
+report of the study -> approved for staging, promoted to dev and staging, both endpoints started
+and sent rows -> staging's release history -> monitoring of unshifted, then shifted traffic
+(drift) -> ``lockgate status`` -> a summary table. Every run is recorded as ``up`` would record
+it, so every other command works on the workspace afterwards. The endpoints it started are
+stopped on the way out, whatever happened.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def demo(
     from lockgate.wiring import open_store
 
     started = time.perf_counter()
+    summary = Summary()
     if fresh and workspace.exists():
         shutil.rmtree(workspace)
     data = workspace / "data"
@@ -71,6 +75,7 @@ def demo(
         render_config("churn", CHURN_TARGET, "classification", dict(CHURN_COLUMNS)) + DEMO_TRAINING,
         encoding="utf-8",
     )
+    summary.stage("sample data")
     console.rule("[bold]1. sample data")
     files = [
         write_churn_csv(data / "churn-2026-01.csv", rows, seed=7),
@@ -80,15 +85,20 @@ def demo(
     files[-1].write_text(BROKEN_CSV, encoding="utf-8")
     for path in files:
         console.print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    size = sum(path.stat().st_size for path in files)
+    summary.done(f"{len(files)} churn exports, {size / 1e6:.1f} MB (one of them broken)")
 
     settings = load_settings(config_path)
     store = open_store(settings.store_uri)
+    summary.stage("upload")
     console.rule("[bold]2. upload to raw/churn/")
     for path in files:
         with transfer_progress(f"put {path.name}", path.stat().st_size) as advance:
             info = store.put_file(f"raw/churn/{path.name}", path, progress=advance)
         console.print(f"put raw/churn/{path.name} (etag {info.etag[:12]})")
+    summary.done(f"{len(files)} objects to raw/churn/ in {store.uri}")
 
+    summary.stage("data pipeline")
     console.rule("[bold]3. event -> data pipeline")
     runtime = Runtime(store, settings.datasets, stage)
     dispatch = None
@@ -104,35 +114,54 @@ def demo(
     )
     for result in dispatch.result.prepared:
         print_prep(result)
+    latest = list_versions(store, "churn")[-1]
+    quarantined = sum(len(result.quarantined) for result in dispatch.result.prepared)
+    summary.done(
+        f"version {latest.version}: {latest.rows['total']:,} rows x {latest.n_features} "
+        f"features; {quarantined} file quarantined"
+    )
 
+    summary.stage("training")
     console.rule("[bold]4. training: Optuna study, best model, registry")
     from lockgate.cli.training import print_training, run_training
+    from lockgate.pipelines.runs import Trigger
 
-    trained = run_training(settings, store, trials=trials, workers=workers)
+    trained = run_training(
+        settings, store, trials=trials, workers=workers, trigger=Trigger("demo", "lockgate demo")
+    )
     print_training(trained)
+    finished = sum(trained.trials.values())
+    summary.done(
+        f"{finished} trials on {workers} workers; registered {trained.model_name} "
+        f"v{trained.model_version}, test {trained.metric} "
+        f"{trained.test_metrics[trained.metric]:.3f}"
+    )
 
+    summary.stage("deployment")
     console.rule("[bold]5. deployment: approve, promote dev -> staging, serve, predict")
     running: list[RunningEndpoint] = []
     try:
         endpoints = deploy(
             settings, config_path, trained.model_name, trained.model_version, files[0], running
         )
+        summary.done(
+            f"approved, promoted to {' and '.join(endpoints)}; both endpoints answered "
+            "the same rows"
+        )
+        summary.stage("monitoring")
         console.rule("[bold]6. monitoring: clean traffic, then shifted traffic")
-        monitor_demo(settings, running[-1], data, rows)
+        verdicts = monitor_demo(settings, running[-1], data, rows)
+        summary.done("; ".join(verdicts))
+        console.rule("[bold]7. status: what ran, what serves, what is next")
+        show_status(settings)
     finally:
         for endpoint in running:
             endpoint.stop()
 
     console.rule("[bold]summary")
-    versions = list_versions(store, "churn")
-    latest = versions[-1]
-    console.print(
-        f"dataset churn: {len(versions)} version(s); latest {latest.version} with "
-        f"{latest.rows['train']}/{latest.rows['validation']}/{latest.rows['test']} "
-        f"train/validation/test rows x {latest.n_features} features"
-    )
+    summary.print(time.perf_counter() - started)
     console.print(f"store: {store.uri}")
-    console.print(f"took {time.perf_counter() - started:.1f}s. Explore it:")
+    console.print("Explore it:")
     console.print(f"  cd {workspace} && lockgate data versions && lockgate ls processed/")
     console.print("  lockgate runs                 # the study's trials")
     console.print(f"  open {trained.report_path}")
@@ -140,6 +169,13 @@ def demo(
     console.print("  lockgate models               # versions, approvals, where each serves")
     console.print("  lockgate history --env staging")
     console.print("  lockgate monitor reports --env staging   # the clean and the drifted run")
+    console.print(
+        "  lockgate status               # every pipeline's runs, what serves, what is due"
+    )
+    console.print("  lockgate logs --level warning # the structured logs, with counts")
+    console.print(
+        "  lockgate up                   # keep it all running: uploads, schedule, endpoints"
+    )
     for env in endpoints:
         console.print(f"  lockgate serve --env {env:<8}     # its endpoint (the demo stopped it)")
 
@@ -162,6 +198,7 @@ def deploy(
     from lockgate.config import current_user
     from lockgate.pipelines.deployment.approvals import record_decision
     from lockgate.pipelines.deployment.promotion import promote
+    from lockgate.pipelines.runs import Trigger
     from lockgate.pipelines.training.package import package_prefix, package_sha256_of
 
     envs = {name: environment(settings, name) for name in ("dev", "staging")}
@@ -181,7 +218,14 @@ def deploy(
     console.print(f"{model} version {version} approved for staging by {reviewer}")
     for env in envs:
         outcome = promote(
-            home, envs[env], model, version, by=current_user(), environments=envs, say=stage
+            home,
+            envs[env],
+            model,
+            version,
+            by=current_user(),
+            environments=envs,
+            say=stage,
+            trigger=Trigger("demo", "lockgate demo"),
         )
         print_outcome(env, outcome, hint=False)
         endpoint = start_endpoint(
@@ -197,17 +241,20 @@ def deploy(
     return list(envs)
 
 
-def monitor_demo(settings: Settings, endpoint: RunningEndpoint, data: Path, rows: int) -> None:
+def monitor_demo(settings: Settings, endpoint: RunningEndpoint, data: Path, rows: int) -> list[str]:
     """Send the endpoint a month of unshifted traffic and run monitoring on it, then a month
-    of shifted traffic (the generator's drift knob) and run it again on that alone."""
+    of shifted traffic (the generator's drift knob) and run it again on that alone. One line
+    per run: what it found."""
     from datetime import UTC, datetime
 
     from lockgate.cli.monitoring import monitor_env, print_result
+    from lockgate.pipelines.runs import Trigger
     from lockgate.sample.churn import write_churn_csv
     from lockgate.wiring import open_store
 
     store = open_store(settings.for_env(endpoint.env).store_uri)
     traffic = min(rows, 3000)
+    found = []
     for label, seed, shift in (("unshifted", 9, 0.0), ("shifted (shift=0.8)", 10, 0.8)):
         path = write_churn_csv(data / f"traffic-{seed}.csv", traffic, seed=seed, shift=shift)
         started = datetime.now(UTC)
@@ -215,8 +262,53 @@ def monitor_demo(settings: Settings, endpoint: RunningEndpoint, data: Path, rows
         console.print(f"sent {sent} {label} rows to {endpoint.url}")
         wait_for_capture(store, settings.endpoint_name(endpoint.env), started, sent)
         seconds = int((datetime.now(UTC) - started).total_seconds()) + 2
-        result = monitor_env(settings, endpoint.env, store, window=f"{seconds}s", trigger="demo")
+        result = monitor_env(
+            settings,
+            endpoint.env,
+            store,
+            window=f"{seconds}s",
+            trigger=Trigger("demo", "lockgate demo"),
+        )
         print_result(result)
+        drifted = f" ({len(result.drifted)} features drifted)" if result.drifted else ""
+        found.append(f"{label.split(' ')[0]} traffic: {result.verdict or 'ok'}{drifted}")
+    return found
+
+
+class Summary:
+    """The demo's stages: what each did and how long it took, printed as the closing table."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, float]] = []
+        self._stage: tuple[str, float] | None = None
+
+    def stage(self, name: str) -> None:
+        self._stage = (name, time.perf_counter())
+
+    def done(self, result: str) -> None:
+        assert self._stage is not None  # noqa: S101 - stage() comes first
+        name, began = self._stage
+        self.rows.append((name, result, time.perf_counter() - began))
+        self._stage = None
+
+    def print(self, total: float) -> None:
+        from rich.table import Table
+
+        table = Table("stage", "result", "time", box=None)
+        for name, result, seconds in self.rows:
+            table.add_row(name, result, f"{seconds:.1f}s")
+        table.add_row("[bold]total[/bold]", "", f"[bold]{total:.1f}s[/bold]")
+        console.print(table)
+
+
+def show_status(settings: Settings) -> None:
+    """``lockgate status`` of the demo's workspace, two runs per pipeline."""
+    from datetime import UTC, datetime
+
+    from lockgate.cli.status import gather
+    from lockgate.cli.status_view import print_status
+
+    print_status(gather(settings, 2, datetime.now(UTC)))
 
 
 def send_traffic(url: str, path: Path, batch: int = 100) -> int:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lockgate.config import Settings
     from lockgate.pipelines.monitoring.alerts import Notifier
     from lockgate.pipelines.monitoring.job import MonitorResult
+    from lockgate.pipelines.runs import Trigger
     from lockgate.ports.store import Store
 
 monitor_app = typer.Typer(
@@ -83,17 +84,22 @@ def monitor_env(
     env: str,
     store: Store,
     window: str | None = None,
-    trigger: str = "command",
+    trigger: Trigger | None = None,
     now: datetime | None = None,
 ) -> MonitorResult:
-    """One monitoring run of ``env``'s endpoint, with lockgate.toml's settings."""
+    """One monitoring run of ``env``'s endpoint, with lockgate.toml's settings.
+
+    Args:
+        trigger: what started the run (default: a user's command).
+    """
+    from lockgate.durations import parse_duration
     from lockgate.pipelines.monitoring.job import run_monitoring
-    from lockgate.pipelines.training.pipeline import parse_duration
 
     config = settings.file.monitor
-    seconds = parse_duration(window or config.window)
+    what = "--window" if window else "monitor.window"
+    seconds = parse_duration(window or config.window, what)
     if seconds is None:
-        raise ConfigError(f"--window '{window}' is not a duration like 14d, 12h, 30m")
+        raise ConfigError(f"{what} is empty; give a duration like 14d, 12h or 30m")
     return run_monitoring(
         store,
         env,
@@ -134,8 +140,10 @@ def monitor_run(
     ] = None,
 ) -> None:
     """One monitoring run now; exit 0 = no violation, 3 = drift or violations found."""
+    from lockgate.pipelines.runs import Trigger
+
     settings, name, store = _env(ctx, env)
-    result = monitor_env(settings, name, store, window)
+    result = monitor_env(settings, name, store, window, trigger=Trigger.command())
     print_result(result)
     raise typer.Exit(result.exit_code)
 

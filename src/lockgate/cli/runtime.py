@@ -3,51 +3,69 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from lockgate.cli.app import Context, app
 from lockgate.cli.commands import print_prep
-from lockgate.cli.output import console, stage
+from lockgate.cli.output import console
+
+if TYPE_CHECKING:
+    from lockgate.pipelines.runs import Trigger
+    from lockgate.ports.store import Store
 
 
 @app.command()
 def up(ctx: typer.Context) -> None:
-    """Run the local event runtime: every upload to raw/ is prepared as it arrives."""
-    from lockgate.local.runtime import Dispatch, Runtime
+    """Run the local runtime: uploads are prepared as they arrive, new versions trained (with
+    train.on_new_data), monitoring runs on its schedule, endpoints are kept serving."""
+    from lockgate.cli.app import configure_logs
+    from lockgate.cli.monitoring import monitor_env, print_result
+    from lockgate.cli.serving import state_file
+    from lockgate.local.runtime import Dispatch
+    from lockgate.local.supervisor import EndpointSpec
+    from lockgate.local.up import Hooks, LocalRuntime
+    from lockgate.pipelines.monitoring.schedule import Schedule
+    from lockgate.wiring import open_store
 
     context: Context = ctx.obj
     settings = context.settings()
+    configure_logs(settings, context.verbose, pipeline="runtime")
     if not settings.datasets:
         settings.dataset()  # raises the "no dataset configured" error
     store = context.open_store(settings)
-    train_version: Callable[[str, str], None] | None = None
-    if settings.file.train.on_new_data:
-        from lockgate.cli.training import print_training, run_training
+    stores: dict[str, Store] = {store.uri: store}
 
-        def train_new_version(dataset: str, version: str) -> None:
-            console.print(f"event: new dataset version {dataset} {version}: training starts")
-            named = context.settings(dataset)
-            print_training(run_training(named, store, data_version=version))
+    def env_store(env: str) -> Store:
+        uri = settings.for_env(env).store_uri
+        if uri not in stores:
+            stores[uri] = open_store(uri)
+        return stores[uri]
 
-        train_version = train_new_version
+    base = [sys.executable, "-m", "lockgate", "--config", str(settings.config_path)]
 
-    runtime = Runtime(store, settings.datasets, stage, train_version)
-    stop = threading.Event()
+    def study_command(dataset: str, version: str | None) -> list[str]:
+        command = [*base, "--env", settings.env]
+        if context.store:
+            command += ["--store", context.store]
+        command += ["train", "--dataset", dataset]
+        return command + (["--data-version", version] if version else [])
 
-    def request_stop(signum: int, _frame: Any) -> None:
-        stop.set()
+    def endpoint_spec(env: str) -> EndpointSpec:
+        return EndpointSpec(
+            env,
+            [*base, "serve", "--env", env],
+            state_file(settings, env),
+            settings.for_env(env).env_dir / "logs" / "endpoint.log",
+        )
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    def monitor(env: str, trigger: Trigger) -> None:
+        print_result(monitor_env(settings, env, env_store(env), trigger=trigger))
 
     def show(dispatch: Dispatch) -> None:
-        console.print(
-            f"event: {len(dispatch.keys)} object(s) under raw/: {', '.join(dispatch.keys)}"
-        )
         if dispatch.error:
             console.print(f"[red]failed[/red] {dispatch.error}; retry with `lockgate data prep`")
             return
@@ -55,18 +73,45 @@ def up(ctx: typer.Context) -> None:
         for result in dispatch.result.prepared:
             print_prep(result)
         for key, reason in dispatch.result.ignored:
-            console.print(f"  ignored {key}: {reason}")
+            console.print(f"  ignored {key}: {reason}", markup=False)
 
-    from lockgate.cli.schedules import Scheduled
+    def say(message: str) -> None:
+        console.print(message, markup=False)
 
-    scheduled = Scheduled(settings, store)
-    interval = settings.file.runtime.interval_for(store.uri)
-    runtime.warm_up()
-    trigger = " and processed/ (training on new versions)" if train_version is not None else ""
-    console.print(
-        f"lockgate up: watching {store.uri} raw/{trigger} every {interval:g}s for "
-        f"{', '.join(sorted(settings.datasets))} (Ctrl-C to stop)"
+    runtime = LocalRuntime(
+        settings,
+        store,
+        Hooks(say, show, monitor, study_command, endpoint_spec, env_store),
     )
-    console.print(f"monitoring: {scheduled.describe()}")
-    runtime.run(stop, interval, show, scheduled.tick)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now, without the grace period
+            raise KeyboardInterrupt
+        stop.set()
+
+    runtime.claim()
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    config = settings.file.runtime
+    trigger = (
+        " and processed/ (training on new versions)" if settings.file.train.on_new_data else ""
+    )
+    console.print(
+        f"lockgate up: watching {store.uri} raw/{trigger} every {runtime.interval:g}s for "
+        f"{', '.join(sorted(settings.datasets))} (Ctrl-C to stop)",
+        markup=False,
+    )
+    schedule = Schedule.parse(settings.file.monitor.schedule)
+    console.print(
+        f"monitoring: {settings.file.monitor.schedule} ({schedule.describe()}) for every "
+        "environment with a release",
+        markup=False,
+    )
+    console.print(
+        f"jobs: {config.workers} at a time; endpoints: "
+        + ("kept serving for every environment with a release" if config.serve else "off"),
+        markup=False,
+    )
+    runtime.run(stop)
     console.print("lockgate up: stopped")

@@ -59,7 +59,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address [default: 127.0.0.1]")] = None,
 ) -> None:
     """Serve the environment's current release (SageMaker's /ping and /invocations)."""
-    from lockgate.local.endpoint import read_state
+    from lockgate.local.endpoint import ping, read_state
     from lockgate.pipelines.deployment.promotion import local_copy
     from lockgate.pipelines.deployment.releases import read_history
     from lockgate.pipelines.ledger import Ledger
@@ -78,7 +78,7 @@ def serve(
         )
     state = state_file(settings, name)
     running = read_state(state)
-    if running is not None and _ping(running.url):
+    if running is not None and ping(running.url):
         raise LockgateError(
             f"an endpoint for {name} already runs at {running.url} (pid {running.pid}); "
             "stop it first (promotions hot-swap it, no restart needed)"
@@ -331,7 +331,7 @@ def start_endpoint(
         LockgateError: it exited or did not become ready in ``timeout`` seconds (its log says
             why; the process is stopped).
     """
-    from lockgate.local.endpoint import read_state
+    from lockgate.local.endpoint import ping, read_state
 
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -355,7 +355,7 @@ def start_endpoint(
         if process.poll() is not None:
             break
         running = read_state(state)
-        if running is not None and running.pid == process.pid and _ping(running.url):
+        if running is not None and running.pid == process.pid and ping(running.url):
             return RunningEndpoint(env, process, running.url, log)
         time.sleep(0.05)
     endpoint = RunningEndpoint(env, process, "", log)
@@ -364,11 +364,3 @@ def start_endpoint(
     raise LockgateError(
         f"the {env} endpoint did not come up ({'; '.join(tail) or 'no output'}); see {log}"
     )
-
-
-def _ping(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/ping", timeout=2) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False

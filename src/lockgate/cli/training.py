@@ -18,6 +18,7 @@ from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:
     from lockgate.config import Settings
+    from lockgate.pipelines.runs import Trigger
     from lockgate.pipelines.training.pipeline import TrainResult
     from lockgate.ports.store import Store
 
@@ -79,8 +80,13 @@ def run_training(
     trials: int | None = None,
     workers: int | None = None,
     timeout: str | None = None,
+    trigger: Trigger | None = None,
 ) -> TrainResult:
-    """The training pipeline on the settings' dataset, with this environment's adapters."""
+    """The training pipeline on the settings' dataset, with this environment's adapters.
+
+    Args:
+        trigger: what started the run (default: ``LOCKGATE_TRIGGER``, else this command).
+    """
     _training_modules()
     from lockgate.pipelines.data.versions import latest_version, read_manifest
     from lockgate.pipelines.training.pipeline import train
@@ -104,6 +110,7 @@ def run_training(
         workers=workers,
         timeout=timeout,
         say=stage,
+        trigger=trigger,
     )
 
 

@@ -10,7 +10,6 @@ connection all mean "not running", which is not an error: the release serves whe
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import LockgateError
 from lockgate.ports.endpoint import Deployment, DeploymentFailed, DeployRequest
+from lockgate.processes import alive
 
 if TYPE_CHECKING:
     from lockgate.ports.endpoint import Endpoint
@@ -50,7 +50,7 @@ def read_state(state_file: Path) -> ServerState | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state if _alive(state.pid) else None
+    return state if alive(state.pid) else None
 
 
 class LocalEndpoint:
@@ -152,14 +152,13 @@ def _json(raw: bytes) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def _alive(pid: int) -> bool:
+def ping(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``url`` answers ``GET /ping`` with 200 (it is ready to predict)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with urllib.request.urlopen(url + "/ping", timeout=timeout) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
         return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 if TYPE_CHECKING:  # mypy proves the adapter implements the port

@@ -19,6 +19,8 @@ from typing import Any
 from lockgate.config import DatasetConfig
 from lockgate.events.s3 import ObjectEvent, build_s3_event
 from lockgate.pipelines.data import HandleResult, handle
+from lockgate.pipelines.data.handler import shorten_keys
+from lockgate.pipelines.runs import Trigger
 from lockgate.ports.store import Store
 
 log = logging.getLogger("lockgate.runtime")
@@ -97,8 +99,9 @@ class Runtime:
         if any("text" in config.columns.values() for config in self.datasets.values()):
             import sklearn.feature_extraction.text  # noqa: F401 - the TF-IDF vectorizer
 
-    def poll(self) -> Dispatch | None:
-        """List ``raw/`` once; dispatch the objects that are new and stable. None if none."""
+    def changes(self) -> list[ObjectEvent]:
+        """List ``raw/`` once: the objects that are new (or changed) and were seen unchanged on
+        the previous listing too. They count as dispatched from here on."""
         current = {info.key: info for info in self.store.list(WATCHED)}
         ready: list[ObjectEvent] = []
         for key, info in current.items():
@@ -108,6 +111,7 @@ class Runtime:
                 self._pending[key] = info.etag  # first sighting: dispatch if unchanged next poll
                 continue
             del self._pending[key]
+            self._dispatched[key] = info.etag or ""
             ready.append(
                 ObjectEvent(
                     event_name="ObjectCreated:Put",
@@ -120,19 +124,28 @@ class Runtime:
         for key in list(self._dispatched):
             if key not in current:
                 del self._dispatched[key]
-        if not ready:
-            return None
+        for key in list(self._pending):
+            if key not in current:
+                del self._pending[key]
+        return ready
+
+    def dispatch(self, ready: list[ObjectEvent], trigger: Trigger | None = None) -> Dispatch:
+        """Build the S3 event for ``ready`` and hand it to the data pipeline's handler."""
         event = build_s3_event(self.store.bucket, ready)
         keys = [obj.key[len(self.store.prefix) :] for obj in ready]
-        for obj, key in zip(ready, keys, strict=True):
-            self._dispatched[key] = obj.etag or ""
+        trigger = trigger or Trigger("upload", shorten_keys(keys))
         try:
-            result = handle(event, self.store, self.datasets, self.report)
+            result = handle(event, self.store, self.datasets, self.report, trigger=trigger)
         except Exception as exc:  # the runtime must outlive one bad run; the error is reported
             # Not retried in a loop: the next upload or `lockgate data prep` runs it again.
             log.exception("dispatch of %d object(s) failed", len(keys))
             return Dispatch(event, keys, None, f"{type(exc).__name__}: {exc}")
         return Dispatch(event, keys, result)
+
+    def poll(self) -> Dispatch | None:
+        """List ``raw/`` once; dispatch the objects that are new and stable. None if none."""
+        ready = self.changes()
+        return self.dispatch(ready) if ready else None
 
     def run(
         self,

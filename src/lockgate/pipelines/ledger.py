@@ -10,6 +10,7 @@ makes "what was current at time T" a read of the last record written before T.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lockgate.errors import LockgateError
-from lockgate.pipelines.data.versions import json_bytes
 from lockgate.ports.store import Store
+
+
+def json_bytes(document: Any) -> bytes:
+    """Canonical JSON: sorted keys, so the same content is the same bytes (and sha256)."""
+    buffer = io.StringIO()
+    json.dump(document, buffer, indent=2, sort_keys=True, ensure_ascii=False)
+    buffer.write("\n")
+    return buffer.getvalue().encode()
+
 
 WIDTH = 12
 RETRIES = 20

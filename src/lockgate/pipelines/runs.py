@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from lockgate.errors import LockgateError, StoreError
-from lockgate.logs import event, log_context
+from lockgate.errors import LockgateError
+from lockgate.logs import current_context, event, log_context
 from lockgate.pipelines.ledger import Ledger
 from lockgate.ports.store import Store
+from lockgate.processes import alive
 
 log = logging.getLogger("lockgate.runs")
 
@@ -136,7 +137,8 @@ def recorded_run(
 
     The block's exception is recorded (``failed``; ``interrupted`` for Ctrl-C and
     :class:`Interrupted`) and raised again. Log records inside the block carry the pipeline
-    and run id. A ledger that cannot be written is logged, never fatal: the pipeline's own
+    and run id. ``env`` defaults to the process's (see :func:`lockgate.logs.configure`).
+    A ledger that cannot be written is logged, never fatal: the pipeline's own
     work matters more than its record.
     """
     if pipeline not in PIPELINES:
@@ -146,7 +148,8 @@ def recorded_run(
         pipeline=pipeline,
         trigger=trigger,
         inputs=dict(inputs or {}),
-        env=env,
+        # Not named: the environment the process works in (the CLI's --env, a Lambda's).
+        env=env or current_context().get("env"),
         started=datetime.now(UTC),
     )
     ledger = Ledger(store)
@@ -155,24 +158,25 @@ def recorded_run(
         _append(ledger, pipeline, run.start_record())
         event(log, logging.INFO, "run.started", f"{pipeline} run started by {trigger.describe()}")
         state: State = "succeeded"
+        unexpected = False
         try:
             yield run
         except (KeyboardInterrupt, Interrupted):
             state = "interrupted"
             run.error = run.error or "stopped before it finished"
+            run.hint = run.hint or _hint(pipeline, env)
             raise
         except BaseException as exc:
             state = "failed"
-            run.error = (
-                str(exc) if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
-            )
-            run.hint = run.hint or _hint(pipeline)
+            unexpected = not isinstance(exc, LockgateError)
+            run.error = describe_error(exc)
+            run.hint = run.hint or _hint(pipeline, env)
             raise
         finally:
             if state == "succeeded" and run.error is not None:
                 state = "failed"
             seconds = round(time.perf_counter() - clock, 3)
-            finish(ledger, run, state, seconds)
+            finish(ledger, run, state, seconds, unexpected=unexpected)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -180,8 +184,20 @@ def describe_error(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
 
 
-def finish(ledger: Ledger, run: Run, state: State, seconds: float | None = None) -> None:
-    """Append ``run``'s end record."""
+def finish(
+    ledger: Ledger,
+    run: Run,
+    state: State,
+    seconds: float | None = None,
+    *,
+    unexpected: bool = False,
+) -> None:
+    """Append ``run``'s end record, and log the outcome.
+
+    A failure is logged as an error only when ``unexpected`` (a bug, an outage); a user's
+    mistake or a rejected upload is a warning: the command that hit it says so in its own
+    one line, and the record keeps it.
+    """
     ended = datetime.now(UTC)
     if seconds is None:
         seconds = round((ended - run.started).total_seconds(), 3)
@@ -196,11 +212,13 @@ def finish(ledger: Ledger, run: Run, state: State, seconds: float | None = None)
         "hint": run.hint,
     }
     _append(ledger, run.pipeline, record)
-    level = logging.INFO if state == "succeeded" else logging.ERROR
+    level = (
+        logging.ERROR if unexpected else logging.INFO if state == "succeeded" else logging.WARNING
+    )
     message = f"{run.pipeline} run {state} in {seconds:.2f}s"
     if run.error:
         message += f": {run.error}"
-    event(log, level, f"run.{state}", message, seconds=seconds, **_flat(run.outputs))
+    event(log, level, f"run.{state}", message, **{**_flat(run.outputs), "seconds": seconds})
 
 
 def _flat(outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -210,8 +228,13 @@ def _flat(outputs: Mapping[str, Any]) -> dict[str, Any]:
 def _append(ledger: Ledger, pipeline: str, record: Mapping[str, Any]) -> None:
     try:
         ledger.append(RUNS, pipeline, record)
-    except (StoreError, LockgateError, OSError) as exc:
-        log.warning("could not record the %s run in %s: %s", pipeline, ledger.store.uri, exc)
+    except Exception as exc:  # any store failure, translated or not: the record is never fatal
+        log.warning(
+            "could not record the %s run in %s: %s",
+            pipeline,
+            ledger.store.uri,
+            describe_error(exc),
+        )
 
 
 _HINTS = {
@@ -223,8 +246,8 @@ _HINTS = {
 }
 
 
-def _hint(pipeline: str) -> str:
-    return _HINTS[pipeline]
+def _hint(pipeline: str, env: str | None = None) -> str:
+    return _HINTS[pipeline].replace("ENV", env) if env else _HINTS[pipeline]
 
 
 @dataclass(frozen=True)
@@ -270,15 +293,7 @@ def _process_gone(record: Mapping[str, Any]) -> bool:
     if record.get("host") != socket.gethostname():
         return False
     pid = record.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return isinstance(pid, int) and not alive(pid)
 
 
 def close_abandoned(store: Store, pipeline: str, count: int = 50) -> list[str]:
@@ -295,7 +310,7 @@ def close_abandoned(store: Store, pipeline: str, count: int = 50) -> list[str]:
             "ended": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "seconds": None,
             "error": "its process ended without recording an outcome (killed or crashed)",
-            "hint": _hint(pipeline),
+            "hint": _hint(pipeline, view.record.get("env")),
             "outputs": view.record.get("outputs", {}),
         }
         _append(ledger, pipeline, record)
@@ -307,12 +322,15 @@ def interrupted(store: Store, pipeline: str, run_id: str, reason: str) -> None:
     """Record ``run_id`` (started in another process that was stopped) as interrupted."""
     for view in recent_runs(store, pipeline, 50):
         if view.run_id == run_id and view.record.get("state") == "running":
+            ended = datetime.now(UTC)
             record = {
                 **view.record,
                 "state": "interrupted",
-                "ended": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "outputs": view.record.get("outputs", {}),
+                "ended": ended.isoformat(timespec="milliseconds"),
+                "seconds": round((ended - view.started).total_seconds(), 3),
                 "error": reason,
-                "hint": _hint(pipeline),
+                "hint": _hint(pipeline, view.record.get("env")),
             }
             _append(Ledger(store), pipeline, record)
             return

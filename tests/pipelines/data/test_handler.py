@@ -16,6 +16,7 @@ from lockgate.events.s3 import ObjectEvent, build_s3_event
 from lockgate.local.file_store import FileStore
 from lockgate.pipelines.data import handle
 from lockgate.pipelines.data.versions import list_versions
+from lockgate.pipelines.runs import Trigger, recent_runs
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "events"
 
@@ -144,3 +145,70 @@ def test_concurrent_runs_commit_exactly_one_version(
     load_split(file_store, manifest, "train")  # every file still matches the manifest
     leftovers = [p for p in Path(file_store.root).rglob(".lockgate-tmp*")]
     assert leftovers == []
+
+
+def test_an_upload_is_one_recorded_run_per_dataset_naming_its_keys(
+    file_store: FileStore, churn_config: DatasetConfig, churn_csv: Callable[..., Path]
+) -> None:
+    names = ("a.csv", "b.csv", "c.csv", "d.csv")
+    for seed, name in enumerate(names):
+        file_store.put_file(f"raw/churn/{name}", churn_csv(name, rows=200, seed=seed))
+    result = handle(
+        created(file_store, *(f"raw/churn/{name}" for name in names)),
+        file_store,
+        {"churn": churn_config},
+    )
+
+    (view,) = recent_runs(file_store, "data")
+    record = view.record
+    assert view.state == "succeeded"
+    assert record["trigger"] == {
+        "kind": "upload",
+        "detail": "raw/churn/a.csv, raw/churn/b.csv, raw/churn/c.csv and 1 more",
+    }
+    assert record["inputs"] == {
+        "dataset": "churn",
+        "raw_objects": 4,
+        "raw_keys": [f"raw/churn/{name}" for name in names],
+    }
+    assert record["outputs"]["status"] == "committed"
+    assert record["outputs"]["version"] == result.prepared[0].version
+    assert record["outputs"]["rows"]["total"] == 800
+    assert (record["outputs"]["quarantined"], record["outputs"]["quarantined_keys"]) == (0, [])
+
+
+def test_a_quarantined_upload_is_a_failed_run_that_says_what_to_do(
+    file_store: FileStore, churn_config: DatasetConfig
+) -> None:
+    file_store.put("raw/churn/broken.csv", b"\x00\x01garbage")
+    event = created(file_store, "raw/churn/broken.csv")
+    (prepared,) = handle(event, file_store, {"churn": churn_config}).prepared
+    assert prepared.status == "all_quarantined"
+
+    (view,) = recent_runs(file_store, "data")
+    assert view.state == "failed"
+    assert view.record["trigger"] == {"kind": "upload", "detail": "raw/churn/broken.csv"}
+    assert view.record["error"] == "all 1 raw file(s) were rejected; see quarantine/churn/"
+    (item,) = prepared.quarantined
+    assert file_store.exists(item.location + "error.json")
+    assert view.record["hint"] == (
+        f"{item.location}error.json says why raw/churn/broken.csv was rejected. "
+        "Fix the file(s) and upload them to raw/churn/ again"
+    )
+    assert view.record["outputs"]["quarantined"] == 1
+    assert view.record["outputs"]["quarantined_keys"] == ["raw/churn/broken.csv"]
+
+
+def test_the_caller_can_say_what_started_the_runs(
+    file_store: FileStore, churn_config: DatasetConfig
+) -> None:
+    file_store.put("raw/churn/broken.csv", b"\x00\x01garbage")
+    trigger = Trigger("lambda", "req-7 raw/churn/broken.csv")
+    handle(
+        created(file_store, "raw/churn/broken.csv"),
+        file_store,
+        {"churn": churn_config},
+        trigger=trigger,
+    )
+    (view,) = recent_runs(file_store, "data")
+    assert view.record["trigger"] == {"kind": "lambda", "detail": "req-7 raw/churn/broken.csv"}

@@ -28,6 +28,7 @@ from lockgate.pipelines.data.versions import (
     read_manifest,
     version_prefix,
 )
+from lockgate.pipelines.runs import recent_runs
 
 CsvFactory = Callable[..., Path]
 
@@ -195,6 +196,47 @@ def test_unparseable_values_error_names_row_column_and_value(
 
 def test_no_raw_files(file_store: FileStore, churn_config: DatasetConfig) -> None:
     assert prepare(file_store, "churn", churn_config).status == "no_raw_files"
+
+
+def test_a_command_run_is_recorded_with_who_ran_it_and_what_to_do_when_it_fails(
+    file_store: FileStore,
+    churn_config: DatasetConfig,
+    churn_csv: CsvFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOCKGATE_USER", "alice")
+    prepare(file_store, "churn", churn_config)
+    upload(file_store, churn_csv(rows=400))
+    committed = prepare(file_store, "churn", churn_config)
+    prepare(file_store, "churn", churn_config)  # nothing new: the version exists
+
+    empty, made, again = recent_runs(file_store, "data")
+    assert [view.state for view in (empty, made, again)] == ["failed", "succeeded", "succeeded"]
+    assert empty.record["trigger"] == {"kind": "command", "detail": "alice"}
+    assert empty.record["inputs"] == {"dataset": "churn", "raw_objects": 0, "raw_keys": []}
+    assert empty.record["error"] == "no files under raw/churn/"
+    assert empty.record["hint"] == (
+        "upload its files under raw/churn/: lockgate put FILE --dataset churn"
+    )
+    assert made.record["inputs"]["raw_keys"] == ["raw/churn/churn.csv"]
+    assert made.record["outputs"]["version"] == committed.version
+    assert made.record["outputs"]["rows"]["total"] == 400
+    assert again.record["outputs"]["status"] == "exists"
+    assert again.record["outputs"]["version"] == committed.version
+
+
+def test_a_run_reading_many_files_counts_them_without_listing_them(
+    file_store: FileStore, churn_config: DatasetConfig
+) -> None:
+    for number in range(21):
+        file_store.put(f"raw/churn/{number:02d}.csv", b"not,a\ncsv")
+    prepare(file_store, "churn", churn_config)
+    (view,) = recent_runs(file_store, "data")
+    assert view.record["inputs"] == {"dataset": "churn", "raw_objects": 21}
+    assert view.record["outputs"]["quarantined"] == 21
+    assert view.record["hint"].endswith(
+        "and 18 more under quarantine/churn/. Fix the file(s) and upload them to raw/churn/ again"
+    )
 
 
 CRASH = """

@@ -21,6 +21,7 @@ from lockgate.pipelines.deployment.promotion import (
 )
 from lockgate.pipelines.deployment.releases import read_history
 from lockgate.pipelines.ledger import Ledger
+from lockgate.pipelines.runs import Trigger, recent_runs
 from lockgate.pipelines.training.package import (
     package_sha256,
     package_sha256_of,
@@ -95,7 +96,8 @@ def test_staging_refuses_without_approval_and_changes_nothing(world: World) -> N
     assert "churn version 1 cannot be promoted to staging" in message
     assert "needs an approval for staging: lockgate approve churn 1 --env staging" in message
     staging = world.envs["staging"].store
-    assert list(staging.list("")) == []  # no copy, no ledger record
+    # No copy, no release: only the record of the refused run.
+    assert [info.key for info in staging.list("") if not info.key.startswith("ledger/runs/")] == []
     assert world.endpoints["staging"].requests == []
 
 
@@ -428,3 +430,78 @@ def test_promoting_the_current_release_again_repairs_an_endpoint_serving_other_b
     assert again.release is None
     assert world.endpoints["dev"].serving == sha
     assert [request.package_sha256 for request in world.endpoints["dev"].requests] == [sha, sha]
+
+
+def test_a_promotion_is_a_deployment_run_recorded_in_the_target_environment(
+    world: World,
+) -> None:
+    approve(world, 1, "staging", "alice")
+    outcome = to(world, "staging", 1)
+
+    (view,) = recent_runs(world.envs["staging"].store, "deployment")
+    record = view.record
+    assert view.state == "succeeded"
+    assert record["env"] == "staging"
+    assert record["trigger"] == {"kind": "command", "detail": "releaser"}
+    assert record["inputs"] == {
+        "action": "promote",
+        "model": "churn",
+        "version": 1,
+        "from_env": "dev",
+    }
+    assert record["outputs"] == {
+        "release_seq": outcome.release.seq,  # type: ignore[union-attr]
+        "state": "released",
+        "endpoint": "serving",
+    }
+    assert recent_runs(world.home.store, "deployment") == []  # dev only lent the package
+
+    again = to(world, "staging", 1, trigger=Trigger("demo", "lockgate demo"))
+    assert again.release is None
+    latest = recent_runs(world.envs["staging"].store, "deployment")[-1].record
+    assert latest["trigger"] == {"kind": "demo", "detail": "lockgate demo"}
+    assert latest["outputs"]["state"] == "already_serving"
+
+
+def test_a_refused_promotion_is_a_failed_run_naming_the_gates_and_what_passes_them(
+    world: World,
+) -> None:
+    approve(world, 1, "prod", "trainer")
+    with pytest.raises(GatesRefused):
+        to(world, "prod", 1)
+
+    (view,) = recent_runs(world.envs["prod"].store, "deployment")
+    assert view.state == "failed"
+    assert view.record["error"] == (
+        "refused by the gates of prod: approver is not the trainer, served in staging"
+    )
+    hint = view.record["hint"]
+    assert "approver is not the trainer: approved by trainer, who trained it; someone else" in hint
+    assert "served in staging: this package was never released to staging; promote it" in hint
+    assert view.record["outputs"] == {}
+
+
+def test_a_rollback_is_a_deployment_run_saying_what_it_went_back_to(world: World) -> None:
+    world.publish(1)
+    world.publish(2, model=DummyClassifier(strategy="prior"))
+    to(world, "dev", 1)
+    to(world, "dev", 2)
+    outcome = rollback(world.home, by="oncall")
+    with pytest.raises(LockgateError, match="no earlier release"):
+        rollback(world.envs["staging"], by="oncall")
+
+    runs = recent_runs(world.home.store, "deployment")
+    assert [view.state for view in runs] == ["succeeded"] * 3
+    record = runs[-1].record
+    assert record["trigger"] == {"kind": "command", "detail": "oncall"}
+    assert record["inputs"] == {
+        "action": "rollback",
+        "from_env": "dev",
+        "model": "churn",
+        "version": 1,
+    }
+    assert record["outputs"]["release_seq"] == outcome.release.seq == 2  # type: ignore[union-attr]
+    assert record["outputs"]["state"] == "rolled_back"
+    (failed,) = recent_runs(world.envs["staging"].store, "deployment")
+    assert failed.state == "failed"
+    assert failed.record["error"] == "staging has no earlier release to roll back to"

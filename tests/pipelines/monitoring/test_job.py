@@ -15,10 +15,10 @@ import pytest
 
 from lockgate.config import GatesConfig, MonitorConfig
 from lockgate.pipelines.deployment.promotion import Environment, promote
-from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.alerts import Alert
 from lockgate.pipelines.monitoring.job import past_runs, run_monitoring
 from lockgate.pipelines.monitoring.labels import Label, put_labels
+from lockgate.pipelines.runs import Trigger, recent_runs
 from lockgate.pipelines.training.package import (
     load_package,
     package_prefix,
@@ -261,7 +261,13 @@ def test_a_run_without_a_release_says_what_to_do(tmp_path: Path) -> None:
     empty = FileStore((tmp_path / "store").as_uri())
     with pytest.raises(LockgateError, match="nothing is released to dev"):
         monitor(empty, tmp_path)
-    assert Ledger(empty).entries("runs", "monitoring") == []
+    (view,) = recent_runs(empty, "monitoring")
+    assert view.state == "failed" and view.record["env"] == "dev"
+    assert view.record["error"].startswith("nothing is released to dev")
+    assert view.record["hint"] == (
+        "promote a model to dev (lockgate promote MODEL VERSION --to dev) first"
+    )
+    assert past_runs(empty) == []  # a failed run is no monitoring run for the schedule
 
 
 def test_the_drifted_share_can_be_weighted_by_the_models_feature_importance(
@@ -279,3 +285,46 @@ def test_the_drifted_share_can_be_weighted_by_the_models_feature_importance(
     assert drift["weighted_share"] is not None
     assert 0.0 < drift["weighted_share"] <= 1.0
     assert drift["weighted_share"] != drift["share"]
+
+
+def test_the_run_record_has_the_reports_run_id_its_trigger_and_its_verdict(
+    released: tuple[Prepared, Path], store: Any, tmp_path: Path
+) -> None:
+    capture(store, released[1], rows=500, seed=26, shift=0.8, at=NOW - timedelta(hours=1))
+    result = monitor(store, tmp_path, trigger=Trigger("schedule", "rate(14 days)"))
+
+    (view,) = recent_runs(store, "monitoring")
+    record = view.record
+    assert view.state == "succeeded"  # the run worked; what it found is its verdict
+    assert view.run_id == record["run"] == result.run
+    assert record["trigger"] == {"kind": "schedule", "detail": "rate(14 days)"}
+    assert record["env"] == "dev" and record["endpoint"] == ENDPOINT
+    assert record["outputs"] == {"report": f"monitoring/reports/{ENDPOINT}/{result.run}/"}
+    assert store.exists(record["outputs"]["report"] + "report.json")
+    assert record["inputs"]["release"]["version"] == 1
+    assert record["inputs"]["window"]["end"] == NOW.isoformat()
+    assert (record["verdict"], record["rows"]) == ("drift", 500)
+    assert record["drifted"] == result.drifted and record["violations"] == result.violations
+    assert record["share"] > 0
+    # Only the finished run counts as a past run (not its start record).
+    assert [run["run"] for run in past_runs(store)] == [result.run]
+
+
+def test_a_failed_run_is_left_out_of_the_next_reports_history(
+    released: tuple[Prepared, Path], store: Any, tmp_path: Path
+) -> None:
+    class Broken:
+        def notify(self, alert: Alert) -> str:
+            raise RuntimeError("the notifier's own bug")
+
+    capture(store, released[1], rows=500, seed=27, shift=0.8, at=NOW - timedelta(hours=1))
+    first = monitor(store, tmp_path)
+    with pytest.raises(RuntimeError):
+        monitor(store, tmp_path, notifiers=[Broken()])
+    second = monitor(store, tmp_path, now=NOW + timedelta(seconds=1))
+
+    runs = recent_runs(store, "monitoring")
+    assert [view.state for view in runs] == ["succeeded", "failed", "succeeded"]
+    assert runs[1].record["error"] == "RuntimeError: the notifier's own bug"
+    report = json.loads(store.get(f"monitoring/reports/{ENDPOINT}/{second.run}/report.json"))
+    assert [run["run"] for run in report["history"]] == [first.run, second.run]

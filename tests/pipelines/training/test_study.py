@@ -22,6 +22,7 @@ from lockgate.errors import ConfigError
 from lockgate.local.file_store import FileStore
 from lockgate.pipelines.data import prepare
 from lockgate.pipelines.data.versions import Manifest, read_manifest
+from lockgate.pipelines.runs import TRIGGER_ENV, Trigger, recent_runs
 from lockgate.pipelines.training.package import load_package, read_package_from_store
 from lockgate.pipelines.training.pipeline import parse_duration, train
 from lockgate.pipelines.training.study import TrainingError, open_storage
@@ -246,3 +247,54 @@ def test_durations(text: str | None, seconds: float | None) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(TrainingError, match="timeout"):
         parse_duration(text)
+
+
+def test_a_study_is_a_recorded_run_naming_the_registered_model(
+    file_store: FileStore, version: Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `lockgate up` starts `lockgate train` with what started it in the environment.
+    monkeypatch.setenv(TRIGGER_ENV, f"new-version:churn {version.version}")
+    env = tmp_path / "env"
+    config = TrainConfig(families={"logistic": {}}, seed=7)
+    result = run_train(
+        file_store, version, env, f"journal:{env / 'journal.log'}", config=config, trials=2
+    )
+
+    (view,) = recent_runs(file_store, "training")
+    record = view.record
+    assert view.state == "succeeded"
+    assert record["trigger"] == {"kind": "new-version", "detail": f"churn {version.version}"}
+    assert record["inputs"] == {
+        "dataset": "churn",
+        "data_version": version.version,
+        "trials": 2,
+        "workers": 1,
+    }
+    outputs = record["outputs"]
+    assert (outputs["model"], outputs["model_version"]) == ("churn", 1)
+    assert outputs["study"] == result.study_name == f"churn-{version.version}"  # type: ignore[attr-defined]
+    assert outputs["best_trial"] == result.best_trial  # type: ignore[attr-defined]
+    assert outputs["metric"] == "roc_auc" and 0.5 < outputs["test_value"] <= 1.0
+    assert Path(outputs["report"]).is_file()
+    assert outputs["package"].endswith("models/churn/1/")
+
+
+def test_a_refused_configuration_is_a_failed_run(
+    file_store: FileStore, version: Manifest, tmp_path: Path
+) -> None:
+    env = tmp_path / "env"
+    config = TrainConfig(families={"logistic": {}}, metric="rmse")
+    with pytest.raises(ConfigError, match="rmse"):
+        run_train(
+            file_store,
+            version,
+            env,
+            f"journal:{env / 'journal.log'}",
+            config=config,
+            trigger=Trigger("request", "drift in prod"),
+        )
+    (view,) = recent_runs(file_store, "training")
+    assert view.state == "failed"
+    assert view.record["trigger"] == {"kind": "request", "detail": "drift in prod"}
+    assert "rmse" in view.record["error"] and "ConfigError" not in view.record["error"]
+    assert view.record["hint"].startswith("`lockgate train` resumes the study")

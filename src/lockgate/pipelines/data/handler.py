@@ -9,13 +9,14 @@ each from the raw objects present now. A duplicate or late event finds the versi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lockgate.config import DatasetConfig
-from lockgate.events.s3 import is_test_event, parse_s3_event
+from lockgate.events.s3 import ObjectEvent, is_test_event, parse_s3_event
 from lockgate.pipelines.data.prepare import PrepResult, Report, describe, prepare
+from lockgate.pipelines.runs import Trigger
 from lockgate.ports.store import Store
 
 log = logging.getLogger("lockgate.data")
@@ -43,15 +44,25 @@ def handle(
     store: Store,
     datasets: Mapping[str, DatasetConfig],
     report: Report | None = None,
+    *,
+    trigger: Trigger | None = None,
 ) -> HandleResult:
     """Prepare every configured dataset that an object-created record under ``raw/`` names.
+
+    Each dataset prepared is one run recorded in ``store``'s ledger.
+
+    Args:
+        trigger: what started the runs (default: an upload of the event's keys).
 
     Raises:
         EventError: the event is not shaped like an S3 event.
     """
     result = HandleResult(test_event=is_test_event(event))
+    records = parse_s3_event(event)
+    if trigger is None:
+        trigger = Trigger("upload", shorten_keys(_keys(records, store)))
     touched: list[str] = []
-    for record in parse_s3_event(event):
+    for record in records:
         key = store.event_key(record.bucket, record.key)
         if key is None:
             result.ignored.append((record.key, f"outside this store ({store.uri})"))
@@ -75,5 +86,25 @@ def handle(
     for key, reason in result.ignored:
         log.info("ignored %s: %s", key, reason)
     for dataset in touched:
-        result.prepared.append(prepare(store, dataset, datasets[dataset], report))
+        result.prepared.append(prepare(store, dataset, datasets[dataset], report, trigger=trigger))
     return result
+
+
+def uploaded_keys(event: Mapping[str, Any], store: Store) -> list[str]:
+    """The keys an event names, relative to ``store`` where they are in it.
+
+    Raises:
+        EventError: the event is not shaped like an S3 event.
+    """
+    return _keys(parse_s3_event(event), store)
+
+
+def _keys(records: list[ObjectEvent], store: Store) -> list[str]:
+    return [store.event_key(record.bucket, record.key) or record.key for record in records]
+
+
+def shorten_keys(keys: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``: keys for one line of a run record."""
+    if len(keys) <= shown:
+        return ", ".join(keys)
+    return ", ".join(keys[:shown]) + f" and {len(keys) - shown} more"

@@ -42,10 +42,11 @@ from lockgate.pipelines.data.versions import (
     Manifest,
     QuarantinedFile,
     SourceFile,
-    json_bytes,
     version_id,
     version_prefix,
 )
+from lockgate.pipelines.ledger import json_bytes
+from lockgate.pipelines.runs import Trigger, recorded_run
 from lockgate.ports.store import LocalPaths, ObjectInfo, Staging, Store
 
 log = logging.getLogger("lockgate.data")
@@ -54,6 +55,9 @@ Report = Callable[[str], None]
 
 WRITE_CHUNK_ROWS = 1 << 16
 """Rows transformed and written at a time: bounds memory to the table plus one chunk."""
+
+RECORDED_KEYS = 20
+"""A run record lists the raw keys it read when there are at most this many."""
 
 
 @dataclass
@@ -89,14 +93,61 @@ def prepare(
     dataset: str,
     config: DatasetConfig,
     report: Report | None = None,
+    *,
+    trigger: Trigger | None = None,
 ) -> PrepResult:
     """Prepare the current raw files of ``dataset`` into a version, unless it exists.
 
     Idempotent: the version id depends only on the raw objects (keys, ETags) and ``config``.
+    The run is recorded in ``store``'s ledger (``ledger/runs/data/``); one that makes no
+    version (no raw file, every file quarantined) is recorded failed, saying what to do.
+
+    Args:
+        trigger: what started it (default: a user's command).
     """
     started = time.perf_counter()
-    say = report or (lambda message: None)
     sources = raw_sources(store, dataset)
+    inputs: dict[str, Any] = {"dataset": dataset, "raw_objects": len(sources)}
+    if len(sources) <= RECORDED_KEYS:
+        inputs["raw_keys"] = [source.key for source in sources]
+    with recorded_run(store, "data", trigger or Trigger.command(), inputs) as run:
+        result = _prepare(store, dataset, config, sources, report, started)
+        run.outputs = {
+            "status": result.status,
+            "version": result.version,
+            "rows": result.rows,
+            "quarantined": len(result.quarantined),
+            "quarantined_keys": [item.key for item in result.quarantined],
+        }
+        if result.status not in ("committed", "exists"):
+            run.fail(result.message, _no_version_hint(result))
+    return result
+
+
+def _no_version_hint(result: PrepResult) -> str:
+    """What to do when a run made no version."""
+    prefix = raw_prefix(result.dataset)
+    if not result.quarantined:
+        return f"upload its files under {prefix}: lockgate put FILE --dataset {result.dataset}"
+    shown = "; ".join(
+        f"{item.location}error.json says why {item.key} was rejected"
+        for item in result.quarantined[:3]
+    )
+    more = len(result.quarantined) - 3
+    if more > 0:
+        shown += f"; and {more} more under quarantine/{result.dataset}/"
+    return f"{shown}. Fix the file(s) and upload them to {prefix} again"
+
+
+def _prepare(
+    store: Store,
+    dataset: str,
+    config: DatasetConfig,
+    sources: list[ObjectInfo],
+    report: Report | None,
+    started: float,
+) -> PrepResult:
+    say = report or (lambda message: None)
     if not sources:
         return PrepResult(dataset, "no_raw_files", message=f"no files under {raw_prefix(dataset)}")
     version = version_id(dataset, [(s.key, s.etag) for s in sources], config)

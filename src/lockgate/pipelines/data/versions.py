@@ -9,7 +9,6 @@ the manifest and does nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pickle
 from typing import Any
@@ -175,11 +174,3 @@ def load_split(store: Store, manifest: Manifest, split: str) -> tuple[np.ndarray
 
     tensors = load(read_verified(store, manifest, f"{split}.safetensors"))
     return tensors["X"], tensors["y"]
-
-
-def json_bytes(document: Any) -> bytes:
-    """Canonical JSON: sorted keys, so the same content is the same bytes (and sha256)."""
-    buffer = io.StringIO()
-    json.dump(document, buffer, indent=2, sort_keys=True, ensure_ascii=False)
-    buffer.write("\n")
-    return buffer.getvalue().encode()

@@ -44,6 +44,7 @@ from lockgate.pipelines.deployment.gates import (
 from lockgate.pipelines.deployment.releases import RELEASES, Release, read_history
 from lockgate.pipelines.deployment.served import served
 from lockgate.pipelines.ledger import Ledger, LedgerConflict
+from lockgate.pipelines.runs import Trigger, recorded_run
 from lockgate.pipelines.training.families import predict_output
 from lockgate.pipelines.training.metrics import default_metric, score
 from lockgate.pipelines.training.package import (
@@ -124,18 +125,43 @@ def promote(
     environments: Mapping[str, Environment] | None = None,
     now: datetime | None = None,
     say: Say = lambda _message: None,
+    trigger: Trigger | None = None,
 ) -> Outcome:
     """Release ``model`` version ``version`` (registered in ``home``) into ``target``.
 
+    It is one ``deployment`` run recorded in ``target``'s store; a refusal is a failed run
+    naming the gates that failed.
+
     Args:
         environments: every configured environment by name, for the ``served_in`` gate.
+        trigger: what started it (default: ``by``'s command).
 
     Raises:
         lockgate.errors.ObjectNotFound: the home store has no such package.
-        GatesRefused: a gate failed (nothing changed).
+        GatesRefused: a gate failed (nothing changed but the run record).
         PromotionConflict: another release of ``target`` landed first (nothing released).
         PromotionFailed: the endpoint could not serve the new package; the old one serves.
     """
+    inputs = {"action": "promote", "model": model, "version": version, "from_env": home.name}
+    return _recorded(
+        target,
+        inputs,
+        trigger or Trigger.command(by),
+        lambda: _promote(home, target, model, version, by, note, environments, now, say),
+    )
+
+
+def _promote(
+    home: Environment,
+    target: Environment,
+    model: str,
+    version: int,
+    by: str,
+    note: str,
+    environments: Mapping[str, Environment] | None,
+    now: datetime | None,
+    say: Say,
+) -> Outcome:
     now = now or datetime.now(UTC)
     prefix = package_prefix(model, version)
     try:
@@ -225,17 +251,38 @@ def rollback(
     home: Environment | None = None,
     now: datetime | None = None,
     say: Say = lambda _message: None,
+    trigger: Trigger | None = None,
 ) -> Outcome:
     """Release again the package that served before the current one.
 
     No gate is checked (it is the way back to what passed them), except that a version
-    rejected since, for this environment, is refused when ``home``'s ledger is given.
+    rejected since, for this environment, is refused when ``home``'s ledger is given. It is
+    one ``deployment`` run recorded in ``target``'s store.
+
+    Args:
+        trigger: what started it (default: ``by``'s command).
 
     Raises:
         LockgateError: there is nothing to roll back to, or that version was rejected.
         PromotionConflict: another release of ``target`` landed meanwhile.
         PromotionFailed: the endpoint could not serve the older package.
     """
+    return _recorded(
+        target,
+        {"action": "rollback", "from_env": target.name},
+        trigger or Trigger.command(by),
+        lambda: _rollback(target, by, note, home, now, say),
+    )
+
+
+def _rollback(
+    target: Environment,
+    by: str,
+    note: str,
+    home: Environment | None,
+    now: datetime | None,
+    say: Say,
+) -> Outcome:
     history = read_history(target.ledger, target.name)
     current = history.current()
     previous = history.previous()
@@ -283,6 +330,47 @@ def rollback(
     say(f"recorded release #{release.seq} of {target.name}")
     deployment = _go_live(target, release, current, local, say)
     return Outcome(release, [], deployment, current=release)
+
+
+def _recorded(
+    target: Environment, inputs: dict[str, Any], trigger: Trigger, work: Callable[[], Outcome]
+) -> Outcome:
+    """``work`` as one deployment run of ``target``, recorded in its store."""
+    with recorded_run(target.store, "deployment", trigger, inputs, env=target.name) as run:
+        try:
+            outcome = work()
+        except GatesRefused as refused:
+            failed = [result for result in refused.results if not result.passed]
+            run.fail(
+                f"refused by the gates of {target.name}: "
+                + ", ".join(result.gate for result in failed),
+                "; ".join(f"{result.gate}: {result.detail}" for result in failed)
+                + "; then promote it again",
+            )
+            refusal = refused
+        else:
+            release = outcome.release or outcome.current
+            if release is not None:
+                run.inputs.setdefault("model", release.model)
+                run.inputs.setdefault("version", release.version)
+            run.outputs = _outputs(outcome)
+            return outcome
+    # Raised once the run is recorded failed: its error names the gates, its hint the fixes.
+    raise refusal
+
+
+def _outputs(outcome: Outcome) -> dict[str, Any]:
+    release = outcome.release
+    if release is None:
+        state = "already_serving"
+        release = outcome.current
+    else:
+        state = "rolled_back" if release.action == "rollback" else "released"
+    return {
+        "release_seq": release.seq if release is not None else None,
+        "state": state,
+        "endpoint": outcome.deployment.state if outcome.deployment is not None else None,
+    }
 
 
 def _append(

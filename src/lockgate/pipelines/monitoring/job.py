@@ -28,21 +28,21 @@ import pyarrow as pa
 
 from lockgate.config import MonitorConfig
 from lockgate.errors import LockgateError, ObjectNotFound
-from lockgate.pipelines.data.versions import json_bytes, read_manifest, read_verified
+from lockgate.pipelines.data.versions import read_manifest, read_verified
 from lockgate.pipelines.deployment.promotion import BASELINE_FILES, baseline_prefix, local_copy
 from lockgate.pipelines.deployment.releases import Release, read_history
-from lockgate.pipelines.ledger import Ledger
+from lockgate.pipelines.ledger import Ledger, json_bytes
 from lockgate.pipelines.monitoring.alerts import Alert, Notifier
 from lockgate.pipelines.monitoring.capture import Window, read_capture, window_rows
 from lockgate.pipelines.monitoring.drift import data_drift
 from lockgate.pipelines.monitoring.labels import join_labels, read_labels
 from lockgate.pipelines.monitoring.quality import coerce_window, data_quality
 from lockgate.pipelines.monitoring.report_html import write_monitoring_report
+from lockgate.pipelines.runs import RUNS, Run, Trigger, recorded_run
 from lockgate.pipelines.training.metrics import METRICS, metrics_for, score
 from lockgate.pipelines.training.package import load_package
 from lockgate.ports.store import Store
 
-RUNS = "runs"
 MONITORING = "monitoring"
 REQUESTS = "requests"
 TRAINING = "training"
@@ -85,7 +85,7 @@ def run_monitoring(
     window: timedelta,
     work_dir: Path,
     now: datetime | None = None,
-    trigger: str = "command",
+    trigger: Trigger | None = None,
     notifiers: Sequence[Notifier] = (),
     retrain: Callable[[dict[str, Any]], str] | None = None,
     say: Say = lambda _message: None,
@@ -98,20 +98,52 @@ def run_monitoring(
         notifiers: told of a violation (webhook, SNS); their failures are reported, not raised.
         retrain: called with a request on drift when ``config.retrain_on_drift``; returns
             what it did, for the record.
+        trigger: what started it (default: a user's command).
+
+    The run is recorded in ``store``'s ledger (``ledger/runs/monitoring/``) under the run id
+    its reports are filed under; failed if it raises.
 
     Raises:
         LockgateError: nothing is released in ``env``, or its baseline is missing.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     start = now - window
-    started = datetime.now(UTC)
     run = now.strftime("%Y-%m-%dT%H-%M-%SZ") + "-" + secrets.token_hex(3)
+    inputs = {
+        "endpoint": endpoint,
+        "window": {"start": start.isoformat(timespec="seconds"), "end": now.isoformat()},
+    }
+    with recorded_run(
+        store, MONITORING, trigger or Trigger.command(), inputs, env=env, run_id=run
+    ) as record:
+        record.extra.update(endpoint=endpoint, run=run)
+        return _monitor(
+            store, env, endpoint, config, start, now, run, work_dir, notifiers, retrain, say, record
+        )
+
+
+def _monitor(
+    store: Store,
+    env: str,
+    endpoint: str,
+    config: MonitorConfig,
+    start: datetime,
+    now: datetime,
+    run: str,
+    work_dir: Path,
+    notifiers: Sequence[Notifier],
+    retrain: Callable[[dict[str, Any]], str] | None,
+    say: Say,
+    record: Run,
+) -> MonitorResult:
     release = read_history(Ledger(store), env).current()
     if release is None:
+        record.hint = f"promote a model to {env} (lockgate promote MODEL VERSION --to {env}) first"
         raise LockgateError(
             f"nothing is released to {env}, so there is nothing to monitor; "
             f"promote a model first: lockgate promote MODEL VERSION --to {env}"
         )
+    record.inputs["release"] = _release_summary(release)
     dataset = str(release.record.get("dataset"))
     statistics, constraints = _baseline(store, dataset, release)
     package = load_package(local_copy(store, release.package_prefix, work_dir))
@@ -131,8 +163,8 @@ def run_monitoring(
         "time": now.isoformat(timespec="seconds"),
         "endpoint": endpoint,
         "env": env,
-        "window": {"start": start.isoformat(timespec="seconds"), "end": now.isoformat()},
-        "release": _release_summary(release),
+        "window": record.inputs["window"],
+        "release": record.inputs["release"],
         "rows": window_data.rows,
         "requests": window_data.requests,
         "data_quality": {"violations": []},
@@ -228,38 +260,32 @@ def run_monitoring(
     )
     if verdict == "drift" and config.retrain_on_drift and retrain is not None:
         alerts.append(retrain({"reason": "drift", "env": env, "run": run, "dataset": dataset}))
-    finished = datetime.now(UTC)
-    ledger.append(
-        RUNS,
-        MONITORING,
-        {
-            "pipeline": MONITORING,
-            "trigger": trigger,
-            "env": env,
-            "endpoint": endpoint,
-            "run": run,
-            "state": "succeeded",
-            "verdict": verdict,
-            "rows": window_data.rows,
-            "share": (report["data_drift"] or {}).get("share"),
-            "drifted": drifted,
-            "violations": len(violations),
-            "metrics": (report["model_quality"] or {}).get("metrics"),
-            "inputs": {"window": report["window"], "release": report["release"]},
-            "outputs": {"report": prefix},
-            "started": started.isoformat(timespec="seconds"),
-            "ended": finished.isoformat(timespec="seconds"),
-            "seconds": round((finished - started).total_seconds(), 3),
-        },
+    record.extra.update(
+        verdict=verdict,
+        rows=window_data.rows,
+        share=(report["data_drift"] or {}).get("share"),
+        drifted=drifted,
+        violations=len(violations),
+        metrics=(report["model_quality"] or {}).get("metrics"),
     )
+    record.outputs = {"report": prefix}
     return MonitorResult(
         run, verdict, window_data.rows, drifted, len(violations), prefix, html, messages, alerts
     )
 
 
 def past_runs(store: Store) -> list[dict[str, Any]]:
-    """Every monitoring run recorded in ``store``'s ledger, oldest first."""
-    return [entry.record for entry in Ledger(store).entries(RUNS, MONITORING)]
+    """The monitoring runs that finished successfully in ``store``'s ledger (their end
+    records), oldest first: what a verdict, a report and the schedule count."""
+    return _succeeded(Ledger(store))
+
+
+def _succeeded(ledger: Ledger) -> list[dict[str, Any]]:
+    return [
+        entry.record
+        for entry in ledger.entries(RUNS, MONITORING)
+        if entry.record.get("state") == "succeeded" and entry.record.get("ended")
+    ]
 
 
 def _baseline(
@@ -434,7 +460,7 @@ def _history(ledger: Ledger, env: str, report: Mapping[str, Any]) -> list[dict[s
             "share": record.get("share"),
             "metrics": record.get("metrics"),
         }
-        for record in (entry.record for entry in ledger.entries(RUNS, MONITORING))
+        for record in _succeeded(ledger)
         if record.get("env") == env and record.get("endpoint") == report["endpoint"]
     ]
     past.append(

@@ -33,7 +33,7 @@ import numpy as np
 
 import lockgate
 from lockgate.errors import IntegrityError, LockgateError, ObjectNotFound
-from lockgate.pipelines.data.versions import json_bytes
+from lockgate.pipelines.ledger import json_bytes
 from lockgate.ports.store import Store, write_atomically
 
 PACKAGE_FORMAT = 1

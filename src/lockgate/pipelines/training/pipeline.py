@@ -22,13 +22,16 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from lockgate import durations
 from lockgate.config import TrainConfig, current_user
+from lockgate.errors import ConfigError
 from lockgate.pipelines.data.versions import (
     TRANSFORMER,
     Manifest,
     load_split,
     read_verified,
 )
+from lockgate.pipelines.runs import Trigger, recorded_run
 from lockgate.pipelines.training.families import FAMILIES, predict_output
 from lockgate.pipelines.training.metrics import (
     METRICS,
@@ -88,23 +91,11 @@ class TrainResult:
 
 
 def parse_duration(text: str | None) -> float | None:
-    """``"15m"``, ``"90s"``, ``"1h"``, ``"2h30m"`` or plain seconds -> seconds."""
-    if text is None or text == "":
-        return None
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    total, number = 0.0, ""
-    for char in text.strip().lower():
-        if char.isdigit() or char == ".":
-            number += char
-        elif char in units and number:
-            total, number = total + float(number) * units[char], ""
-        else:
-            raise TrainingError(f"timeout '{text}' is not a duration like 90s, 15m or 1h")
-    if number:
-        total += float(number)
-    if total <= 0:
-        raise TrainingError(f"timeout '{text}' must be longer than zero")
-    return total
+    """A study's timeout (``"15m"``, ``"90s"``, ``"1h"``...) in seconds; None: no limit."""
+    try:
+        return durations.parse_duration(text, "timeout")
+    except ConfigError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def plan_study(
@@ -175,69 +166,98 @@ def train(
     timeout: str | None = None,
     model_name: str | None = None,
     say: Say | None = None,
+    trigger: Trigger | None = None,
 ) -> TrainResult:
-    """Run (or resume) the study of ``manifest``'s data version and register its best model."""
+    """Run (or resume) the study of ``manifest``'s data version and register its best model.
+
+    The run is recorded in ``store``'s ledger (``ledger/runs/training/``); if anything raises,
+    it is recorded failed and the exception goes on.
+
+    Args:
+        trigger: what started it (default: ``LOCKGATE_TRIGGER``, else a user's command).
+    """
     started = time.perf_counter()
     say = say or (lambda message: None)
     budget = trials or train_config.trials
-    plan = plan_study(
-        manifest,
-        train_config,
-        storage,
-        work_dir,
-        budget,
-        parse_duration(timeout if timeout is not None else train_config.timeout),
-        tracker_factory,
-    )
-    model = model_name or train_config.model_name or manifest.dataset
-    tracker = tracker_factory()
-    transformer_sha = manifest.files[TRANSFORMER].sha256
-    tags = {
-        "lockgate.dataset": manifest.dataset,
-        "lockgate.data_version": manifest.version,
-        "lockgate.transformer_sha256": transformer_sha,
-        "lockgate.metric": plan.metric,
+    inputs = {
+        "dataset": manifest.dataset,
+        "data_version": manifest.version,
+        "trials": budget,
+        "workers": workers or train_config.workers,
     }
-    commit = git_commit()
-    if commit:
-        tags["lockgate.git_commit"] = commit
-    parent = tracker.start_study(manifest.dataset, plan.study_name, tags)
-    plan = replace(plan, parent_run_id=parent, tags=tags)
-    study = create_or_resume(
-        plan, {"dataset": manifest.dataset, "data_version": manifest.version, "metric": plan.metric}
-    )
-    done = finished_count(study)
-    say(
-        f"study {plan.study_name}: {done} of {budget} trials done, "
-        f"{max(budget - done, 0)} to run on {workers or train_config.workers} worker(s)"
-    )
-    stage_channels(store, manifest, plan.data_dir)
-    if done < budget:
-        last = [-1]
+    with recorded_run(store, "training", trigger or Trigger.from_environment(), inputs) as run:
+        plan = plan_study(
+            manifest,
+            train_config,
+            storage,
+            work_dir,
+            budget,
+            parse_duration(timeout if timeout is not None else train_config.timeout),
+            tracker_factory,
+        )
+        model = model_name or train_config.model_name or manifest.dataset
+        tracker = tracker_factory()
+        transformer_sha = manifest.files[TRANSFORMER].sha256
+        tags = {
+            "lockgate.dataset": manifest.dataset,
+            "lockgate.data_version": manifest.version,
+            "lockgate.transformer_sha256": transformer_sha,
+            "lockgate.metric": plan.metric,
+        }
+        commit = git_commit()
+        if commit:
+            tags["lockgate.git_commit"] = commit
+        parent = tracker.start_study(manifest.dataset, plan.study_name, tags)
+        plan = replace(plan, parent_run_id=parent, tags=tags)
+        study = create_or_resume(
+            plan,
+            {"dataset": manifest.dataset, "data_version": manifest.version, "metric": plan.metric},
+        )
+        done = finished_count(study)
+        say(
+            f"study {plan.study_name}: {done} of {budget} trials done, "
+            f"{max(budget - done, 0)} to run on {workers or train_config.workers} worker(s)"
+        )
+        stage_channels(store, manifest, plan.data_dir)
+        if done < budget:
+            last = [-1]
 
-        def progress(current: optuna.Study) -> None:
-            count = finished_count(current)
-            if count != last[0]:
-                last[0] = count
-                say(f"{count}/{budget} trials finished")
+            def progress(current: optuna.Study) -> None:
+                count = finished_count(current)
+                if count != last[0]:
+                    last[0] = count
+                    say(f"{count}/{budget} trials finished")
 
-        run_workers(plan, workers or train_config.workers, progress)
-    best = best_trial(study)
-    say(f"best: trial {best.number} ({best.params.get('family')}) {plan.metric}={best.value:.4f}")
-    return _finalize(
-        store,
-        manifest,
-        study,
-        plan,
-        best,
-        model,
-        tracker,
-        registry,
-        parent,
-        report_dir,
-        started,
-        say,
-    )
+            run_workers(plan, workers or train_config.workers, progress)
+        best = best_trial(study)
+        family = best.params.get("family")
+        say(f"best: trial {best.number} ({family}) {plan.metric}={best.value:.4f}")
+        result = _finalize(
+            store,
+            manifest,
+            study,
+            plan,
+            best,
+            model,
+            tracker,
+            registry,
+            parent,
+            report_dir,
+            started,
+            say,
+        )
+        run.outputs = {
+            "model": result.model_name,
+            "model_version": result.model_version,
+            "study": result.study_name,
+            "best_trial": result.best_trial,
+            "best_value": result.best_value,
+            "metric": result.metric,
+            "test_value": result.test_metrics.get(result.metric),
+            "package": result.package_uri,
+            "report": str(result.report_path),
+        }
+    return result
 
 
 def _finalize(

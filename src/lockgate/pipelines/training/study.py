@@ -33,6 +33,7 @@ from lockgate.pipelines.training.entrypoint import (
 )
 from lockgate.pipelines.training.space import SearchSpace
 from lockgate.ports.tracking import RunState, Tracker
+from lockgate.processes import alive
 
 log = logging.getLogger("lockgate.training")
 # Heartbeats and fail_stale_trials are what make RDB studies resumable; the "experimental"
@@ -138,7 +139,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
         worker_host, _, pid = worker.rpartition(":")
-        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+        if worker_host != host or not pid.isdigit() or alive(int(pid)):
             continue
         storage.set_trial_user_attr(
             trial._trial_id, ERROR_ATTR, "the worker process died (the run was interrupted)"
@@ -147,16 +148,6 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
         failed.append(trial.number)
     optuna.storages.fail_stale_trials(study)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def finished_count(study: optuna.Study) -> int:
