@@ -270,17 +270,19 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         for item in items:
             if item.process is not None:
-                self._stop_process(item, max(deadline - time.monotonic(), 0.1))
+                # Signalled once above: a second SIGTERM makes uvicorn quit without draining.
+                self._stop_process(item, max(deadline - time.monotonic(), 0.1), signalled=True)
             if item.state != "external":
                 item.state = "stopped"
 
     @staticmethod
-    def _stop_process(item: Supervised, timeout: float) -> None:
+    def _stop_process(item: Supervised, timeout: float, signalled: bool = False) -> None:
         process = item.process
         if process is None:
             return
         if process.poll() is None:
-            process.terminate()
+            if not signalled:
+                process.terminate()
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
