@@ -33,7 +33,8 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml -p no:cacheprovider
 
-test: lint typecheck unit
+# The demo is part of the checks: `make test` fails if `make demo` would.
+test: lint typecheck unit demo
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/prep.py

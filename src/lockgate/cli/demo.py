@@ -56,6 +56,7 @@ def demo(
     workers: Annotated[int, typer.Option(min=1, help="Parallel training workers.")] = 2,
 ) -> None:
     """Run the lifecycle on generated churn data (no AWS needed)."""
+    from lockgate.cli.app import configure_logs
     from lockgate.cli.commands import print_prep
     from lockgate.cli.project import render_config
     from lockgate.config import load_settings
@@ -89,6 +90,7 @@ def demo(
     summary.done(f"{len(files)} churn exports, {size / 1e6:.1f} MB (one of them broken)")
 
     settings = load_settings(config_path)
+    configure_logs(settings)  # the workspace's JSON logs, as every command in it writes them
     store = open_store(settings.store_uri)
     summary.stage("upload")
     console.rule("[bold]2. upload to raw/churn/")

@@ -60,7 +60,7 @@ def serve(
 ) -> None:
     """Serve the environment's current release (SageMaker's /ping and /invocations)."""
     from lockgate.local.endpoint import ping, read_state
-    from lockgate.pipelines.deployment.promotion import local_copy
+    from lockgate.pipelines.deployment.copying import local_copy
     from lockgate.pipelines.deployment.releases import read_history
     from lockgate.pipelines.ledger import Ledger
     from lockgate.pipelines.training.package import package_sha256
@@ -135,7 +135,7 @@ def serve(
 
 def _catch_up(store: Store, env: str, served: int, state: Path, work_dir: Path) -> None:
     from lockgate.local.endpoint import LocalEndpoint
-    from lockgate.pipelines.deployment.promotion import local_copy
+    from lockgate.pipelines.deployment.copying import local_copy
     from lockgate.pipelines.deployment.releases import read_history
     from lockgate.pipelines.ledger import Ledger
     from lockgate.ports.endpoint import DeployRequest

@@ -154,8 +154,8 @@ def runs_command(
     import optuna
     from rich.table import Table
 
-    from lockgate.pipelines.training.pipeline import trial_rows
     from lockgate.pipelines.training.study import open_storage
+    from lockgate.pipelines.training.study_report import trial_rows
 
     context: Context = ctx.obj
     settings = context.settings()
@@ -217,8 +217,9 @@ def report_study(
     import optuna
 
     from lockgate.pipelines.data.versions import read_manifest
-    from lockgate.pipelines.training.pipeline import plan_study, write_study_report
+    from lockgate.pipelines.training.pipeline import plan_study
     from lockgate.pipelines.training.study import open_storage
+    from lockgate.pipelines.training.study_report import write_study_report
 
     context: Context = ctx.obj
     settings = context.settings()

@@ -12,10 +12,10 @@ from sklearn.dummy import DummyClassifier
 from lockgate.config import GatesConfig
 from lockgate.errors import LockgateError
 from lockgate.pipelines.deployment.approvals import record_decision
+from lockgate.pipelines.deployment.live import PromotionFailed
 from lockgate.pipelines.deployment.promotion import (
     GatesRefused,
     PromotionConflict,
-    PromotionFailed,
     promote,
     rollback,
 )

@@ -29,17 +29,16 @@ import pyarrow as pa
 from lockgate.config import MonitorConfig
 from lockgate.errors import LockgateError, ObjectNotFound
 from lockgate.pipelines.data.versions import read_manifest, read_verified
-from lockgate.pipelines.deployment.promotion import BASELINE_FILES, baseline_prefix, local_copy
+from lockgate.pipelines.deployment.copying import BASELINE_FILES, baseline_prefix, local_copy
 from lockgate.pipelines.deployment.releases import Release, read_history
 from lockgate.pipelines.ledger import Ledger, json_bytes
 from lockgate.pipelines.monitoring.alerts import Alert, Notifier
-from lockgate.pipelines.monitoring.capture import Window, read_capture, window_rows
+from lockgate.pipelines.monitoring.capture import read_capture, window_rows
 from lockgate.pipelines.monitoring.drift import data_drift
-from lockgate.pipelines.monitoring.labels import join_labels, read_labels
+from lockgate.pipelines.monitoring.model_quality import model_quality, prediction_drift
 from lockgate.pipelines.monitoring.quality import coerce_window, data_quality
 from lockgate.pipelines.monitoring.report_html import write_monitoring_report
 from lockgate.pipelines.runs import RUNS, Run, Trigger, recorded_run
-from lockgate.pipelines.training.metrics import METRICS, metrics_for, score
 from lockgate.pipelines.training.package import load_package
 from lockgate.ports.store import Store
 
@@ -216,12 +215,12 @@ def _monitor(
                         ),
                     }
                 )
-        quality_report, degraded = _model_quality(
+        quality_report, degraded = model_quality(
             store, endpoint, start, window_data, package, release, config
         )
         report["model_quality"] = quality_report
         if quality_report is None:
-            report["prediction_drift"] = _prediction_drift(
+            report["prediction_drift"] = prediction_drift(
                 statistics, target, window_data, package.task, config
             )
         for metric in degraded:
@@ -354,100 +353,6 @@ def _column(values: list[Any]) -> pa.Array:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array([None if value is None else str(value) for value in values], pa.string())
-
-
-def _model_quality(
-    store: Store,
-    endpoint: str,
-    start: datetime,
-    window: Window,
-    package: Any,
-    release: Release,
-    config: MonitorConfig,
-) -> tuple[dict[str, Any] | None, list[str]]:
-    labels = read_labels(store, endpoint, start)
-    if not labels:
-        return None, []
-    joined = join_labels(labels, window.predictions)
-    summary: dict[str, Any] = {
-        "labels": len(joined.matched),
-        "unknown_labels": joined.unknown,
-        "ambiguous_labels": joined.ambiguous,
-        "examples": list(joined.examples),
-        "metrics": {},
-        "release_metrics": dict(release.record.get("metrics") or {}),
-        "tolerance": config.quality_tolerance,
-        "degraded": [],
-    }
-    if not joined.matched:
-        return summary, []
-    task = package.task
-    if task == "classification":
-        classes = list(package.classes or [])
-        index = {label: i for i, label in enumerate(classes)}
-        pairs = [
-            (label, prediction)
-            for label, prediction in joined.matched
-            if str(label.label) in index and prediction.probabilities
-        ]
-        y_true = np.asarray([index[str(label.label)] for label, _ in pairs], dtype=np.int64)
-        output = np.asarray(
-            [[float(p.probabilities.get(c, 0.0)) for c in classes] for _, p in pairs],  # type: ignore[union-attr]
-            dtype=np.float64,
-        )
-    else:
-        classes = []
-        y_true = np.asarray([float(label.label) for label, _ in joined.matched])
-        output = np.asarray([float(p.prediction) for _, p in joined.matched])
-    if len(y_true) == 0:
-        return summary, []
-    metrics = {}
-    for metric in metrics_for(task):
-        try:
-            metrics[metric] = float(score(metric, y_true, output, classes or None))
-        except ValueError:  # e.g. one class only among the labels: AUC is undefined
-            continue
-    summary["metrics"] = metrics
-    degraded = []
-    for metric, value in metrics.items():
-        before = summary["release_metrics"].get(metric)
-        if before is None or metric not in METRICS:
-            continue
-        worse = before - value if METRICS[metric].direction == "maximize" else value - before
-        if worse > config.quality_tolerance:
-            degraded.append(metric)
-    summary["degraded"] = degraded
-    return summary, degraded
-
-
-def _prediction_drift(
-    statistics: Mapping[str, Any],
-    target: str,
-    window: Window,
-    task: str,
-    config: MonitorConfig,
-) -> dict[str, Any] | None:
-    """The predictions' distribution against the training target's, as one more feature."""
-    feature = next(
-        (item for item in statistics.get("features", []) if item.get("name") == target), None
-    )
-    if feature is None or not window.predictions:
-        return None
-    kind = "categorical" if task == "classification" else "numeric"
-    renamed = {**feature, "name": "prediction", "lockgate_kind": kind, "is_target": False}
-    values = [item.prediction for item in window.predictions]
-    column = (
-        pa.array([None if v is None else str(v) for v in values]).dictionary_encode()
-        if kind == "categorical"
-        else pa.array([None if v is None else float(v) for v in values], pa.float64())
-    )
-    result = data_drift(
-        {**statistics, "features": [renamed]},
-        pa.table({"prediction": column}),
-        {"prediction": kind},
-        config.drift,
-    )
-    return result.features[0].as_dict() if result.features else None
 
 
 def _history(ledger: Ledger, env: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
