@@ -107,6 +107,26 @@ def test_demo_commits_a_version_and_quarantines_the_broken_export(tmp_path: Path
         with pytest.raises(OSError):
             urllib.request.urlopen(url + "/ping", timeout=5)  # noqa: S310 - loopback
 
+    # It ends with status and a summary table: one row per stage, and the total.
+    assert "7. status: what ran, what serves, what is next" in out
+    summary = out[out.index("summary") :]
+    for stage in ("sample data", "upload", "data pipeline", "training", "deployment"):
+        assert re.search(rf"^ {stage} .* \d+\.\ds\s*$", summary, re.MULTILINE), summary
+    assert re.search(r"unshifted traffic: ok; shifted traffic: drift", summary), summary
+    assert re.search(r"^ total\s+\d+\.\ds", summary, re.MULTILINE), summary
+    # Every pipeline recorded its runs, with the demo (or the upload) as their trigger, and
+    # `lockgate status` / `lockgate logs` in the workspace show them.
+    state = json.loads(assert_ok(run_cli(["status", "--json"], workspace)).stdout)
+    pipelines = state["pipelines"]
+    assert [run["trigger"]["kind"] for run in pipelines["data"]] == ["upload"]
+    assert pipelines["data"][0]["outputs"]["version"] == status[1]
+    assert {run["trigger"]["kind"] for run in pipelines["training"]} == {"demo"}
+    assert {run["env"] for run in pipelines["deployment"]} == {"dev", "staging"}
+    assert all(run["state"] == "succeeded" for runs in pipelines.values() for run in runs)
+    logged = assert_ok(run_cli(["logs", "--pipeline", "training", "--json"], workspace)).stdout
+    training_run = pipelines["training"][0]["run_id"]
+    assert any(json.loads(line)["run_id"] == training_run for line in logged.splitlines())
+
 
 def test_demo_run_again_finds_the_version_exists(tmp_path: Path) -> None:
     first = assert_ok(run_cli(DEMO, tmp_path, timeout=300)).stdout

@@ -75,14 +75,16 @@ def ping(url: str) -> bool:
 
 
 def ours(project: Project) -> list[int]:
-    """Processes running with this project's lockgate.toml on their command line."""
+    """Live processes of this project: its lockgate.toml on their command line, or started in
+    its folder."""
     marker = str(project.root / "lockgate.toml").encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "cmdline").read_bytes():
+            here = Path(os.readlink(entry / "cwd")) == project.root.resolve()
+            if (here or marker in (entry / "cmdline").read_bytes()) and alive(int(entry.name)):
                 found.append(int(entry.name))
         except OSError:
             continue

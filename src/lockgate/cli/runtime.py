@@ -45,7 +45,8 @@ def up(ctx: typer.Context) -> None:
             stores[uri] = open_store(uri)
         return stores[uri]
 
-    base = [sys.executable, "-m", "lockgate", "--config", str(settings.config_path)]
+    # Absolute: the children's command lines say which project they belong to.
+    base = [sys.executable, "-m", "lockgate", "--config", str(settings.config_path.resolve())]
 
     def study_command(dataset: str, version: str | None) -> list[str]:
         command = [*base, "--env", settings.env]

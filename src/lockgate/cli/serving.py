@@ -59,6 +59,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address [default: 127.0.0.1]")] = None,
 ) -> None:
     """Serve the environment's current release (SageMaker's /ping and /invocations)."""
+    from lockgate.cli.app import configure_logs
     from lockgate.local.endpoint import ping, read_state
     from lockgate.pipelines.deployment.copying import local_copy
     from lockgate.pipelines.deployment.releases import read_history
@@ -69,6 +70,8 @@ def serve(
 
     settings, name = named_env(ctx, env)
     env_settings = settings.for_env(name)
+    # The server's records go to its environment's log folder, as the deployment pipeline's.
+    configure_logs(env_settings, ctx.obj.verbose, pipeline="deployment")
     store = open_store(env_settings.store_uri)
     current = read_history(Ledger(store), name).current()
     if current is None:
