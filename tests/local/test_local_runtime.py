@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -175,9 +175,9 @@ with recorded_run(store, "training", Trigger.from_environment()):
 """
 
 
-def test_stopping_up_stops_a_running_study_with_its_workers_and_records_it(
-    config: Path, tmp_path: Path
-) -> None:
+def start_a_study(config: Path, tmp_path: Path) -> tuple[LocalRuntime, Store, int]:
+    """``up`` running the STUDY script for a retrain request: its runtime, the store, and the
+    pid of the study's worker once the study recorded its start."""
     script = tmp_path / "study.py"
     script.write_text(STUDY)
     settings = load_settings(config, environ={})
@@ -191,22 +191,48 @@ def test_stopping_up_stops_a_running_study_with_its_workers_and_records_it(
     def running() -> list[runs.RunView]:
         return [v for v in runs.recent_runs(dev, "training") if v.state == "running"]
 
-    deadline = datetime.now(UTC).timestamp() + WAIT
+    deadline = time.monotonic() + WAIT
     while not (running() and out.exists() and out.read_text().strip()):
-        assert datetime.now(UTC).timestamp() < deadline, "the study did not start"
-        threading.Event().wait(0.1)
-    worker = int(out.read_text().split()[0])
+        assert time.monotonic() < deadline, "the study did not start"
+        time.sleep(0.1)
+    return runtime, dev, int(out.read_text().split()[0])
 
-    dropped, left = runtime.queue.stop(runtime.grace + 15)
 
-    assert left == [] and dropped == []
+def assert_interrupted(dev: Store, worker: int) -> None:
     (view,) = runs.recent_runs(dev, "training")
     assert view.state == "interrupted"
     assert "lockgate up stopped before the study finished" in view.record["error"]
     assert view.record["trigger"]["kind"] == "request"
+    # Killed with its process group; the signal lands a moment after `up` sent it.
+    deadline = time.monotonic() + 10
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not alive(worker), "the study's worker outlived it"
     # Stopped, not finished: the request stays open for the next start.
     assert Ledger(dev).entries(REQUESTS, TRAINING + "-handled") == []
+
+
+def test_stopping_up_stops_a_running_study_with_its_workers_and_records_it(
+    config: Path, tmp_path: Path
+) -> None:
+    runtime, dev, worker = start_a_study(config, tmp_path)
+
+    dropped, left = runtime.queue.stop(runtime.grace + 15)
+
+    assert left == [] and dropped == []
+    assert_interrupted(dev, worker)
+
+
+def test_a_second_ctrl_c_does_not_wait_out_the_grace_period(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text().replace("stop_grace = 0.5", "stop_grace = 600"))
+    runtime, dev, worker = start_a_study(config, tmp_path)
+
+    runtime.hurry()
+    _, left = runtime.queue.stop(runtime.grace, runtime._hurry)
+
+    assert left == ["study churn latest"]  # returned at once, not after 600 s of grace
+    assert runtime.queue.wait_idle(WAIT)  # the study job sees the hurry and stops its study
+    assert_interrupted(dev, worker)
 
 
 def test_a_version_committed_while_up_was_down_gets_its_study(

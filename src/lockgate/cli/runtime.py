@@ -87,8 +87,9 @@ def up(ctx: typer.Context) -> None:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C: stop now, without the grace period
-            raise KeyboardInterrupt
+        if stop.is_set():  # a second Ctrl-C: no more grace, but still stop what was started
+            console.print("stopping now: running jobs are stopped and recorded interrupted")
+            runtime.hurry()
         stop.set()
 
     runtime.claim()

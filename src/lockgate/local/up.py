@@ -139,9 +139,15 @@ class LocalRuntime:
         self._scheduled = _Schedule()
         self._state_file = state_path(settings)
         self._stopping = threading.Event()
+        self._hurry = threading.Event()
         self._previous: dict[str, Any] | None = None
 
     # -- start and stop ---------------------------------------------------------------------
+
+    def hurry(self) -> None:
+        """Stop now (a second Ctrl-C): no grace for running jobs; a study and the endpoints
+        are still stopped, and what was running is still recorded interrupted."""
+        self._hurry.set()
 
     def claim(self) -> None:
         """Refuse to run beside another ``up`` of this project; then say we are here."""
@@ -206,12 +212,12 @@ class LocalRuntime:
                 f"stopping: {len(busy['running'])} job(s) running get {self.grace:g}s to finish"
                 + (f"; {busy['queued']} queued for the next start" if busy["queued"] else "")
             )
-        dropped, left = self.queue.stop(self.grace + KILL_WAIT)
+        dropped, left = self.queue.stop(self.grace + KILL_WAIT, self._hurry)
         for title in dropped:
             event(log, logging.WARNING, "job.dropped", f"{title}: left for the next start")
         if supervising is not None and self.supervisor is not None:
             supervising.join(timeout=5)
-            self.supervisor.stop(KILL_WAIT)
+            self.supervisor.stop(1.0 if self._hurry.is_set() else KILL_WAIT)
         if left:
             self.hooks.say(f"still running at exit, recorded interrupted: {', '.join(left)}")
         self._close_own_runs()
@@ -369,7 +375,7 @@ class LocalRuntime:
                 pass
             if stopping.is_set():
                 stop_by = stop_by or time.monotonic() + self.grace
-                if time.monotonic() >= stop_by:
+                if time.monotonic() >= stop_by or self._hurry.is_set():
                     break
         self.hooks.say(f"study {dataset}: stopping it (pid {process.pid}) and its workers")
         _stop_group(process)
@@ -496,7 +502,10 @@ class LocalRuntime:
                     if released is not None:
                         wanted.append(self.hooks.endpoint_spec(env))
                 self.supervisor.want(wanted)
-            self.supervisor.check()
+            try:
+                self.supervisor.check()
+            except Exception as exc:  # the endpoints must stay watched whatever one round hit
+                log.warning("checking the endpoints failed: %s", exc)
             self._stopping.wait(1.0)
 
     # -- state -----------------------------------------------------------------------------

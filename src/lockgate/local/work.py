@@ -127,9 +127,12 @@ class WorkQueue:
                 self._lock.wait(min(left, 0.5))
         return True
 
-    def stop(self, grace: float) -> tuple[list[str], list[str]]:
+    def stop(
+        self, grace: float, hurry: threading.Event | None = None
+    ) -> tuple[list[str], list[str]]:
         """Take no more work, drop what waits, give running jobs ``grace`` seconds (their
-        ``stopping`` event is set at once). Returns (dropped titles, still running titles)."""
+        ``stopping`` event is set at once), or less if ``hurry`` is set meanwhile. Returns
+        (dropped titles, still running titles)."""
         with self._lock:
             self._stopping.set()
             dropped = [job.title for job in self._waiting]
@@ -138,6 +141,8 @@ class WorkQueue:
         deadline = time.monotonic() + grace
         with self._lock:
             while self._running and time.monotonic() < deadline:
+                if hurry is not None and hurry.is_set():
+                    break
                 self._lock.wait(min(0.2, max(deadline - time.monotonic(), 0.0)))
             left = [running.job.title for running in self._running.values()]
         return dropped, left

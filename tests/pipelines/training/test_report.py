@@ -13,13 +13,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from lockgate.pipelines.training.report import (
-    Evaluation,
-    StudyReport,
-    TrialRow,
-    render_report,
-    write_report,
-)
+from lockgate.pipelines.training.report import render_report, write_report
+from lockgate.pipelines.training.report_data import Evaluation, StudyReport, TrialRow
 from lockgate.pipelines.training.svg import MAX_POINTS
 
 ERROR = (

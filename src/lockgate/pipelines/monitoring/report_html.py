@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lockgate.pipelines.training.report import fmt_value
+from lockgate.pipelines.training.report_markup import fmt_value
 from lockgate.pipelines.training.svg import STYLESHEET, Chart, Scale, esc, padded, svg, tag
 from lockgate.ports.store import write_atomically
 

@@ -15,7 +15,8 @@ import numpy as np
 import optuna
 
 from lockgate.pipelines.data.versions import Manifest
-from lockgate.pipelines.training.report import Evaluation, StudyReport, TrialRow, write_report
+from lockgate.pipelines.training.report import write_report
+from lockgate.pipelines.training.report_data import Evaluation, StudyReport, TrialRow
 from lockgate.pipelines.training.study import StudyPlan
 
 
