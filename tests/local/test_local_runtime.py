@@ -20,7 +20,8 @@ from lockgate.config import Settings, load_settings
 from lockgate.errors import ConfigError, LockgateError
 from lockgate.local.file_store import FileStore
 from lockgate.local.supervisor import EndpointSpec
-from lockgate.local.up import Hooks, LocalRuntime, live_up, state_path
+from lockgate.local.up import Hooks, LocalRuntime
+from lockgate.local.up_state import live_up, state_path
 from lockgate.pipelines import runs
 from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.job import REQUESTS, TRAINING

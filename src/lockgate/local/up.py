@@ -17,32 +17,29 @@ schedules run, open retrain requests are taken up, and runs a crash left open ar
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from lockgate.config import Settings
 from lockgate.errors import LockgateError
 from lockgate.events.s3 import ObjectEvent
 from lockgate.local.runtime import Dispatch, Runtime
+from lockgate.local.studies import run_study
 from lockgate.local.supervisor import EndpointSpec, Supervisor
+from lockgate.local.up_state import live_up, read_up_state, state_path, write_up_state
 from lockgate.local.work import Job, WorkQueue
 from lockgate.logs import event, log_context
 from lockgate.pipelines import runs
 from lockgate.pipelines.data.handler import shorten_keys
 from lockgate.pipelines.runs import Trigger
 from lockgate.ports.store import Store
-from lockgate.processes import alive
 
 log = logging.getLogger("lockgate.runtime")
 
@@ -51,11 +48,10 @@ CHECK_EVERY = 30.0
 RELEASES_EVERY = 5.0
 """Seconds between looks for environments that got their first release (an endpoint to start)."""
 STATE_EVERY = 2.0
-STALE_AFTER = 30.0
-"""A state file whose heartbeat is older than this belongs to an ``up`` that is gone."""
 RETRY_FAILED_AFTER = 600.0
 """Seconds before a scheduled monitoring run that failed is tried again."""
 KILL_WAIT = 10.0
+"""Seconds endpoints get to drain on stop, and jobs beyond the grace period."""
 
 
 @dataclass
@@ -70,34 +66,6 @@ class Hooks:
     """The command that runs a study of ``(dataset, version or None for the latest)``."""
     endpoint_spec: Callable[[str], EndpointSpec]
     env_store: Callable[[str], Store]
-
-
-def state_path(settings: Settings) -> Path:
-    """``<project>/.lockgate/up.json``: what the running ``up`` is doing."""
-    return settings.root / ".lockgate" / "up.json"
-
-
-def read_up_state(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def live_up(path: Path) -> dict[str, Any] | None:
-    """The state of an ``up`` that runs now on this host, else None."""
-    state = read_up_state(path)
-    if state is None or state.get("stopped") or state.get("host") != socket.gethostname():
-        return None
-    try:
-        beat = datetime.fromisoformat(str(state["heartbeat"]))
-        pid = int(state["pid"])
-    except (KeyError, ValueError, TypeError):
-        return None
-    if not alive(pid) or datetime.now(UTC) - beat > timedelta(seconds=STALE_AFTER):
-        return None
-    return state
 
 
 @dataclass
@@ -356,37 +324,17 @@ class LocalRuntime:
     def _run_study(
         self, dataset: str, version: str | None, trigger: Trigger, stopping: threading.Event
     ) -> int | None:
-        """Run a study in a child process (its own process group, so stopping it stops its
-        workers too). The exit code, or None if ``up`` stopped it."""
-        run_id = runs.new_run_id("training")
-        environ = dict(os.environ)
-        environ[runs.TRIGGER_ENV] = f"{trigger.kind}:{trigger.detail}"
-        environ[runs.RUN_ID_ENV] = run_id
-        command = self.hooks.study_command(dataset, version)
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, env=environ, start_new_session=True, stdin=subprocess.DEVNULL
-        )
-        self.hooks.say(f"study {dataset} started (pid {process.pid}, run {run_id})")
-        stop_by: float | None = None
-        while True:
-            try:
-                return process.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
-            if stopping.is_set():
-                stop_by = stop_by or time.monotonic() + self.grace
-                if time.monotonic() >= stop_by or self._hurry.is_set():
-                    break
-        self.hooks.say(f"study {dataset}: stopping it (pid {process.pid}) and its workers")
-        _stop_group(process)
-        runs.interrupted(
+        """The exit code of the study's child process, or None if ``up`` stopped it."""
+        return run_study(
+            self.hooks.study_command(dataset, version),
+            trigger,
             self.home,
-            "training",
-            run_id,
-            "lockgate up stopped before the study finished; `lockgate train` (or the next "
-            "`lockgate up`) resumes it",
+            stopping,
+            self.grace,
+            self._hurry,
+            self.hooks.say,
+            f"study {dataset}",
         )
-        return None
 
     # -- schedules and requests ------------------------------------------------------------
 
@@ -511,46 +459,23 @@ class LocalRuntime:
     # -- state -----------------------------------------------------------------------------
 
     def write_state(self, stopped: bool = False) -> None:
-        """Replace ``.lockgate/up.json`` with what runs now (atomically)."""
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        document: dict[str, Any] = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": self.started.isoformat(timespec="seconds"),
-            "heartbeat": now,
-            "store": self.home.uri,
-            "interval": self.interval,
-            "workers": self.queue.workers,
-            "queue": self.queue.snapshot(),
-            "endpoints": self.supervisor.snapshot() if self.supervisor is not None else {},
-        }
-        if stopped:
-            document["stopped"] = now
-        self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._state_file.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(document, indent=2), encoding="utf-8")
-        os.replace(temporary, self._state_file)
+        """Replace ``.lockgate/up.json`` with what runs now."""
+        write_up_state(
+            self._state_file,
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": self.started.isoformat(timespec="seconds"),
+                "store": self.home.uri,
+                "interval": self.interval,
+                "workers": self.queue.workers,
+                "queue": self.queue.snapshot(),
+                "endpoints": self.supervisor.snapshot() if self.supervisor is not None else {},
+            },
+            stopped,
+        )
 
     def _job_failed(self, job: Job, exc: BaseException) -> None:
         message = str(exc) if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
         self.hooks.say(f"[failed] {job.title}: {message}")
         event(log, logging.ERROR, "job.failed", f"{job.title} failed: {message}", job=job.key)
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group, then SIGKILL what is left after a while."""
-    for sig, wait in ((signal.SIGTERM, KILL_WAIT), (signal.SIGKILL, KILL_WAIT)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-            # The leader is gone; its workers may linger a moment: one more KILL for them.
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
-        except subprocess.TimeoutExpired:
-            continue
