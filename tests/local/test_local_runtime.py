@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -323,3 +324,28 @@ def test_a_bad_schedule_expression_stops_up_with_the_reason(config: Path) -> Non
     recorder = Recorder(settings)
     with pytest.raises(ConfigError, match="rate"):
         LocalRuntime(settings, recorder.store("dev"), recorder.hooks())
+
+
+def test_a_store_hiccup_while_polling_is_logged_and_up_goes_on(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, recorder = started(config)
+    dev = recorder.store("dev")
+    dev.put("raw/churn/a.csv", b"x,churned\n1,0\n")
+    real_list = dev.list
+    calls = {"list": 0}
+
+    def flaky_list(prefix: str = "") -> Any:
+        calls["list"] += 1
+        if calls["list"] == 1:
+            raise OSError("store unreachable")
+        return real_list(prefix)
+
+    monkeypatch.setattr(dev, "list", flaky_list)
+
+    for _ in range(3):  # the failed listing, then two that see the object unchanged
+        runtime._poll()
+    settled(runtime)
+
+    assert calls["list"] >= 3
+    assert "event: 1 object(s) under raw/: raw/churn/a.csv" in recorder.said

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -180,81 +177,3 @@ def test_a_handler_failure_is_reported_and_the_runtime_keeps_going(
         "raw/churn/churn-02.csv",
         "raw/churn/churn.csv",
     ]
-
-
-def run_in_thread(
-    runtime: Runtime, stop: threading.Event, interval: float, on_dispatch: Any = None
-) -> threading.Thread:
-    thread = threading.Thread(
-        target=runtime.run, args=(stop, interval, on_dispatch), name="runtime", daemon=True
-    )
-    thread.start()
-    return thread
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {WAIT:g}s for {what}")
-        time.sleep(0.02)
-
-
-def test_run_dispatches_until_the_stop_event_is_set_and_survives_a_store_hiccup(
-    runtime: Runtime,
-    file_store: FileStore,
-    upload: Callable[..., ObjectInfo],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls = {"list": 0}
-    real_list = file_store.list
-
-    def flaky_list(prefix: str = "") -> Iterator[ObjectInfo]:
-        calls["list"] += 1
-        if calls["list"] == 1:
-            raise OSError("store unreachable")
-        return real_list(prefix)
-
-    monkeypatch.setattr(file_store, "list", flaky_list)
-    upload("raw/churn/churn.csv")
-    dispatches: list[Dispatch] = []
-    stop = threading.Event()
-
-    thread = run_in_thread(runtime, stop, 0.01, dispatches.append)
-    try:
-        wait_for(lambda: bool(dispatches), "a dispatch")
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-
-    assert not thread.is_alive()
-    (dispatch,) = dispatches
-    committed(dispatch)
-    assert calls["list"] >= 3  # the failed poll, then the two that dispatched
-
-
-def test_run_returns_promptly_when_stopped_during_its_wait(
-    runtime: Runtime, file_store: FileStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    polls = threading.Event()
-    real_list = file_store.list
-
-    def watched_list(prefix: str = "") -> Iterator[ObjectInfo]:
-        polls.set()
-        return real_list(prefix)
-
-    monkeypatch.setattr(file_store, "list", watched_list)
-    stop = threading.Event()
-
-    thread = run_in_thread(runtime, stop, interval=60.0)
-    try:
-        assert polls.wait(timeout=WAIT)
-        started = time.monotonic()
-        stop.set()
-        thread.join(timeout=10)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-
-    assert not thread.is_alive()
-    assert time.monotonic() - started < 5

@@ -17,7 +17,6 @@ from rich.table import Table
 
 from lockgate.cli.app import Context, app
 from lockgate.cli.output import console, err, stage
-from lockgate.config import current_user
 from lockgate.errors import ConfigError, LockgateError, ObjectNotFound
 
 if TYPE_CHECKING:
@@ -311,6 +310,7 @@ def _decide(
     by: str | None,
     note: str,
 ) -> None:
+    from lockgate.config import current_user
     from lockgate.pipelines.deployment.approvals import record_decision
     from lockgate.pipelines.training.package import package_prefix, package_sha256_of
     from lockgate.ports.tracking import TrackingError
@@ -351,6 +351,7 @@ def promote(
     note: NoteOption = "",
 ) -> None:
     """Check the gates, copy the package, record the release, deploy it."""
+    from lockgate.config import current_user
     from lockgate.pipelines.deployment.promotion import promote as run_promotion
 
     settings, home = _home(ctx)
@@ -378,6 +379,7 @@ def rollback(
     note: NoteOption = "",
 ) -> None:
     """Release again the package that served before the current one."""
+    from lockgate.config import current_user
     from lockgate.pipelines.deployment.promotion import rollback as run_rollback
 
     settings, home = _home(ctx)

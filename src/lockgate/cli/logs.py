@@ -57,12 +57,13 @@ def logs_command(
 ) -> None:
     """lockgate's log records of every environment, merged by time, and a count of them by
     pipeline and level."""
+    from lockgate.cli.serving import named_env
     from lockgate.logquery import LogQuery, select
 
     context: Context = ctx.obj
     settings = context.settings()
-    if env is not None and env not in settings.env_names and env != settings.env:
-        raise ConfigError(f"no environment '{env}' (environments: {', '.join(settings.env_names)})")
+    if env is not None:
+        named_env(ctx, env)  # an unknown environment is refused in one line
     if limit < 0:
         raise ConfigError(f"--limit {limit} must be 0 (show all) or more")
     query = LogQuery.parse(

@@ -35,6 +35,7 @@ from lockgate.cli.status_view import (
     print_status,
 )
 from lockgate.errors import LockgateError
+from lockgate.local.up_state import STALE_AFTER
 from lockgate.processes import alive
 
 if TYPE_CHECKING:
@@ -44,10 +45,6 @@ if TYPE_CHECKING:
     from lockgate.pipelines.runs import RunView
     from lockgate.ports.store import Store
 
-UP_STATE = "up.json"
-"""``lockgate up``'s state file, in the project's ``.lockgate/`` folder."""
-HEARTBEAT_FRESH = 30.0
-"""Seconds after its last heartbeat that ``up`` still counts as running."""
 SCHEDULE_DEPTH = 20
 """Monitoring runs read per store to find each environment's last one."""
 REQUESTS, TRAINING = "requests", "training"
@@ -87,7 +84,9 @@ def gather(settings: Settings, count: int, now: datetime) -> Snapshot:
     if settings.env not in envs:
         envs.insert(0, settings.env)
     stores = _Stores(warnings)
-    runtime = read_runtime(settings.root / ".lockgate" / UP_STATE, now)
+    from lockgate.local.up_state import state_path
+
+    runtime = read_runtime(state_path(settings), now)
     found = _runs(settings, envs, stores, count)
     deployed = [_deployed(settings, env, stores, runtime) for env in envs]
     schedule = _schedule(settings, deployed, found["monitoring"], runtime, stores, now)
@@ -152,7 +151,7 @@ def read_runtime(path: Path, now: datetime) -> Runtime:
     heartbeat = parse_time(document.get("heartbeat"))
     stopped = parse_time(document.get("stopped"))
     seen = stopped or heartbeat or parse_time(document.get("started"))
-    fresh = heartbeat is not None and (now - heartbeat).total_seconds() < HEARTBEAT_FRESH
+    fresh = heartbeat is not None and (now - heartbeat).total_seconds() < STALE_AFTER
     if stopped is not None:
         return Runtime(str(path), running=False, up=document, last_seen=seen)
     pid = document.get("pid")
@@ -162,7 +161,7 @@ def read_runtime(path: Path, now: datetime) -> Runtime:
     note = None
     if running_pid and not fresh:
         note = (
-            f"pid {pid} is alive but wrote no heartbeat for over {HEARTBEAT_FRESH:g} s: "
+            f"pid {pid} is alive but wrote no heartbeat for over {STALE_AFTER:g} s: "
             "`lockgate up` may be stuck, or the pid now belongs to another process"
         )
     elif running_pid is None and not here:

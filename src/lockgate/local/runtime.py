@@ -1,4 +1,5 @@
-"""The local event runtime behind ``lockgate up``: the stand-in for S3 notifications + Lambda.
+"""The watcher of ``lockgate up`` (whose loop is :mod:`lockgate.local.up`): the stand-in for
+S3 notifications + Lambda.
 
 It polls the store's ``raw/`` prefix, turns every new or changed object into the S3 event AWS
 would deliver, and calls the data pipeline's handler with it. An object is dispatched once it
@@ -11,7 +12,6 @@ while it was down.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +19,6 @@ from typing import Any
 from lockgate.config import DatasetConfig
 from lockgate.events.s3 import ObjectEvent, build_s3_event
 from lockgate.pipelines.data import HandleResult, handle
-from lockgate.pipelines.data.handler import shorten_keys
-from lockgate.pipelines.runs import Trigger
 from lockgate.ports.store import Store
 
 log = logging.getLogger("lockgate.runtime")
@@ -129,13 +127,13 @@ class Runtime:
                 del self._pending[key]
         return ready
 
-    def dispatch(self, ready: list[ObjectEvent], trigger: Trigger | None = None) -> Dispatch:
-        """Build the S3 event for ``ready`` and hand it to the data pipeline's handler."""
+    def dispatch(self, ready: list[ObjectEvent]) -> Dispatch:
+        """Build the S3 event for ``ready`` and hand it to the data pipeline's handler (whose
+        runs record an upload of those keys as their trigger)."""
         event = build_s3_event(self.store.bucket, ready)
         keys = [obj.key[len(self.store.prefix) :] for obj in ready]
-        trigger = trigger or Trigger("upload", shorten_keys(keys))
         try:
-            result = handle(event, self.store, self.datasets, self.report, trigger=trigger)
+            result = handle(event, self.store, self.datasets, self.report)
         except Exception as exc:  # the runtime must outlive one bad run; the error is reported
             # Not retried in a loop: the next upload or `lockgate data prep` runs it again.
             log.exception("dispatch of %d object(s) failed", len(keys))
@@ -146,39 +144,3 @@ class Runtime:
         """List ``raw/`` once; dispatch the objects that are new and stable. None if none."""
         ready = self.changes()
         return self.dispatch(ready) if ready else None
-
-    def run(
-        self,
-        stop: threading.Event,
-        interval: float,
-        on_dispatch: Callable[[Dispatch], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
-    ) -> None:
-        """Poll every ``interval`` seconds until ``stop`` is set.
-
-        Args:
-            on_tick: called once per poll after the store's events (schedules, requests);
-                its failures are logged and `up` goes on.
-        """
-        while not stop.is_set():
-            if on_tick is not None:
-                try:
-                    on_tick()
-                except Exception as exc:  # a failed scheduled job must not end `up`
-                    log.warning("a scheduled job failed: %s", exc)
-                    if self.report is not None:
-                        self.report(f"scheduled job failed: {exc}")
-            try:
-                dispatch = self.poll()
-            except Exception as exc:  # a store hiccup (network, permissions) must not end `up`
-                log.warning("polling %s failed: %s", self.store.uri, exc)
-                dispatch = None
-            if dispatch is not None and on_dispatch is not None:
-                on_dispatch(dispatch)
-            try:
-                self.poll_versions()
-            except Exception as exc:  # a failed study is reported; `up` keeps watching
-                log.warning("training a new dataset version failed: %s", exc)
-                if self.report is not None:
-                    self.report(f"training failed: {exc}")
-            stop.wait(interval)

@@ -48,6 +48,8 @@ CHECK_EVERY = 30.0
 RELEASES_EVERY = 5.0
 """Seconds between looks for environments that got their first release (an endpoint to start)."""
 STATE_EVERY = 2.0
+VERSIONS_EVERY = 1.0
+"""Seconds between listings of processed/ for new dataset versions (``train.on_new_data``)."""
 RETRY_FAILED_AFTER = 600.0
 """Seconds before a scheduled monitoring run that failed is tried again."""
 KILL_WAIT = 10.0
@@ -109,6 +111,7 @@ class LocalRuntime:
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._previous: dict[str, Any] | None = None
+        self._next_versions = 0.0
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -248,6 +251,11 @@ class LocalRuntime:
             by_dataset.setdefault(parts[1] if len(parts) > 2 else "", []).append(obj)
         for dataset, objects in by_dataset.items():
             self.queue.submit(self._data_job(dataset, objects))
+        if self.watcher.train_version is None or time.monotonic() < self._next_versions:
+            return
+        # processed/ holds every version's tensors: listing it at the upload pace would cost
+        # far more than a study started a second later does.
+        self._next_versions = time.monotonic() + VERSIONS_EVERY
         try:
             self.watcher.poll_versions()
         except Exception as exc:  # a failed listing is reported; `up` keeps watching
@@ -257,7 +265,7 @@ class LocalRuntime:
         def run(stopping: threading.Event) -> None:
             keys = [obj.key[len(self.home.prefix) :] for obj in objects]
             self.hooks.say(f"event: {len(keys)} object(s) under raw/: {shorten_keys(keys)}")
-            dispatch = self.watcher.dispatch(objects, Trigger("upload", shorten_keys(keys)))
+            dispatch = self.watcher.dispatch(objects)
             self.hooks.show_dispatch(dispatch)
 
         def merge(waiting: Job, new: Job) -> Job:
@@ -476,6 +484,6 @@ class LocalRuntime:
         )
 
     def _job_failed(self, job: Job, exc: BaseException) -> None:
-        message = str(exc) if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
+        message = runs.describe_error(exc)
         self.hooks.say(f"[failed] {job.title}: {message}")
         event(log, logging.ERROR, "job.failed", f"{job.title} failed: {message}", job=job.key)

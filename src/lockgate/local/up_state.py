@@ -9,10 +9,12 @@ import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lockgate.config import Settings
 from lockgate.processes import alive
+
+if TYPE_CHECKING:
+    from lockgate.config import Settings
 
 STALE_AFTER = 30.0
 """A state file whose heartbeat is older than this belongs to an ``up`` that is gone."""

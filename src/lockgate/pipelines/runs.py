@@ -43,10 +43,6 @@ State = Literal["running", "succeeded", "failed", "interrupted"]
 TriggerKind = Literal["upload", "new-version", "schedule", "command", "lambda", "request", "demo"]
 
 
-class Interrupted(BaseException):
-    """Raised into a run to stop it (``up`` shutting down); the run is recorded interrupted."""
-
-
 @dataclass(frozen=True)
 class Trigger:
     """What started a run: an upload (its keys), a new dataset version, a schedule, a user's
@@ -135,8 +131,8 @@ def recorded_run(
 ) -> Iterator[Run]:
     """Record the run of the block: a ``running`` record now, the outcome at the end.
 
-    The block's exception is recorded (``failed``; ``interrupted`` for Ctrl-C and
-    :class:`Interrupted`) and raised again. Log records inside the block carry the pipeline
+    The block's exception is recorded (``failed``; ``interrupted`` for Ctrl-C) and
+    raised again. Log records inside the block carry the pipeline
     and run id. ``env`` defaults to the process's (see :func:`lockgate.logs.configure`).
     A ledger that cannot be written is logged, never fatal: the pipeline's own
     work matters more than its record.
@@ -161,7 +157,7 @@ def recorded_run(
         unexpected = False
         try:
             yield run
-        except (KeyboardInterrupt, Interrupted):
+        except KeyboardInterrupt:
             state = "interrupted"
             run.error = run.error or "stopped before it finished"
             run.hint = run.hint or _hint(pipeline, env)
