@@ -96,6 +96,9 @@ def test_a_trial_writes_a_model_that_unpickles_and_predicts(opt_ml: Path, binary
     assert metrics["history"][-1]["max_iter"] == 30
     assert set(model.predict(binary.X_val)) <= {0, 1}
     assert not (opt_ml / "output" / "failure").exists()
+    # The same metrics in the output data folder: SageMaker's output.tar.gz, which the
+    # SageMaker launcher reads a job's metric from.
+    assert json.loads((opt_ml / "output" / "data" / "metrics.json").read_text()) == metrics
 
 
 def test_the_same_hyperparameters_train_the_same_model(opt_ml: Path) -> None:

@@ -10,7 +10,7 @@ default under ``SAGEMAKER_BASE_DIR`` (default ``/opt/ml``):
 | training split (read) | ``SM_CHANNEL_TRAIN`` | ``/opt/ml/input/data/train`` |
 | validation split (read) | ``SM_CHANNEL_VALIDATION`` | ``/opt/ml/input/data/validation`` |
 | ``failure`` reason (written on error) | ``SM_OUTPUT_DIR`` | ``/opt/ml/output`` |
-| other output data (nothing yet) | ``SM_OUTPUT_DATA_DIR`` | ``/opt/ml/output/data`` |
+| ``metrics.json`` again (written) | ``SM_OUTPUT_DATA_DIR`` | ``/opt/ml/output/data`` |
 
 Hyperparameters come from ``SM_HPS`` when it is set, else from ``hyperparameters.json``. The
 toolkit reads the file itself and exports ``SM_HPS`` to the program it launches (the same
@@ -37,7 +37,10 @@ Hyperparameters (all strings):
 Outcomes:
 
 - **completed** (exit 0): ``model.pkl`` (the pickled fitted model, with ``predict`` and for
-  classification ``predict_proba``) and ``metrics.json`` in the model folder.
+  classification ``predict_proba``) and ``metrics.json`` in the model folder. ``metrics.json``
+  goes to the output data folder too: SageMaker uploads that folder as the job's small
+  ``output.tar.gz``, which is where lockgate reads a training job's metric from (never from
+  its logs).
 - **pruned** (exit 0): only with an in-process ``report`` callback. Pruning is a decision of
   the study, not a failure: SageMaker would mark a non-zero exit Failed and show the failure
   file as its FailureReason, so neither is written. ``metrics.json`` says
@@ -93,7 +96,7 @@ class ContainerPaths:
         input_config_dir: holds ``hyperparameters.json``.
         channels: channel name -> folder, for ``train`` and ``validation``.
         output_dir: receives ``failure`` on error.
-        output_data_dir: other output SageMaker uploads (lockgate writes none yet).
+        output_data_dir: receives a copy of ``metrics.json`` (SageMaker's ``output.tar.gz``).
         hps: the ``SM_HPS`` JSON, which replaces ``hyperparameters.json`` when set.
     """
 
@@ -249,7 +252,13 @@ def run(paths: ContainerPaths, report: Report | None = None) -> TrialOutcome:
         report: called after each step of an iterative family; True prunes the trial.
     """
     # A rerun in the same tree must not leave an earlier run's result looking like its own.
-    for stale in (paths.failure_file, paths.model_dir / MODEL_FILE, paths.model_dir / METRICS_FILE):
+    stale_files = (
+        paths.failure_file,
+        paths.model_dir / MODEL_FILE,
+        paths.model_dir / METRICS_FILE,
+        paths.output_data_dir / METRICS_FILE,
+    )
+    for stale in stale_files:
         stale.unlink(missing_ok=True)
     outcome = TrialOutcome("failed")
     try:
@@ -370,8 +379,10 @@ def _write_metrics(paths: ContainerPaths, outcome: TrialOutcome) -> None:
         document["pruned_at_step"] = outcome.pruned_at_step
     document["seconds"] = outcome.seconds
     document["history"] = outcome.history
-    paths.model_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(paths.model_dir / METRICS_FILE, (json.dumps(document, indent=2) + "\n").encode())
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    for folder in (paths.model_dir, paths.output_data_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / METRICS_FILE, data)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -31,6 +31,7 @@ from lockgate.pipelines.data.versions import (
     read_verified,
 )
 from lockgate.pipelines.runs import Trigger, recorded_run
+from lockgate.pipelines.training.compute import Compute, LocalProcesses
 from lockgate.pipelines.training.families import FAMILIES, predict_output
 from lockgate.pipelines.training.metrics import (
     METRICS,
@@ -56,7 +57,6 @@ from lockgate.pipelines.training.study import (
     best_trial,
     create_or_resume,
     finished_count,
-    run_workers,
 )
 from lockgate.pipelines.training.study_report import trial_counts, write_study_report
 from lockgate.ports.store import Store, sha256_file
@@ -125,6 +125,7 @@ def plan_study(
         trials=trials,
         deadline=None if timeout is None else time.time() + timeout,
         tracker_factory=tracker_factory,
+        data_prefix=f"processed/{manifest.dataset}/{manifest.version}/",
     )
 
 
@@ -161,6 +162,7 @@ def train(
     model_name: str | None = None,
     say: Say | None = None,
     trigger: Trigger | None = None,
+    compute: Compute | None = None,
 ) -> TrainResult:
     """Run (or resume) the study of ``manifest``'s data version and register its best model.
 
@@ -169,6 +171,7 @@ def train(
 
     Args:
         trigger: what started it (default: ``LOCKGATE_TRIGGER``, else a user's command).
+        compute: where the trials run (default: worker processes on this machine).
     """
     started = time.perf_counter()
     say = say or (lambda message: None)
@@ -222,7 +225,9 @@ def train(
                     last[0] = count
                     say(f"{count}/{budget} trials finished")
 
-            run_workers(plan, workers or train_config.workers, progress)
+            (compute or LocalProcesses()).run_trials(
+                plan, workers or train_config.workers, progress
+            )
         best = best_trial(study)
         family = best.params.get("family")
         say(f"best: trial {best.number} ({family}) {plan.metric}={best.value:.4f}")

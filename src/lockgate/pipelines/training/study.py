@@ -74,6 +74,9 @@ class StudyPlan:
     tracker_factory: Callable[[], Tracker] | None = None
     parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    data_prefix: str = ""
+    """The data version's folder in the store (``processed/<dataset>/<version>/``), where
+    compute that does not share this machine's disk reads the channels."""
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
