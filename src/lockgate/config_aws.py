@@ -26,7 +26,7 @@ class AwsConfig(_Strict):
     parameters: dict[str, str] = Field(
         {},
         description="CloudFormation parameters of the environment stack, e.g. "
-        'LambdaMemory = "3008" (see docs/aws.md)',
+        'DataPrepMemorySize = "3008" (see docs/aws.md)',
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,11 +13,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from lockgate import logs
 from lockgate.aws import lambda_data
 from lockgate.pipelines.runs import recent_runs
 from lockgate.sample.churn import CHURN_COLUMNS
 from lockgate.wiring import open_store
+from tests.aws.lambda_logs import restored_logging
 
 EVENTS = Path(__file__).parent.parent / "fixtures" / "events"
 RECORDED_BUCKET = "acme-lockgate-dev"
@@ -58,18 +57,8 @@ def lambda_env(
         monkeypatch.setenv("LOCKGATE_STORE", store_uri)
         return client
 
-    root = logging.getLogger("lockgate")
-    saved = (list(root.handlers), root.level, root.propagate, dict(logs._process_defaults))
-    yield use
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handlers, level, propagate, defaults = saved
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = propagate
-    logs._process_defaults.clear()
-    logs._process_defaults.update(defaults)
+    with restored_logging():
+        yield use
 
 
 def context() -> Any:

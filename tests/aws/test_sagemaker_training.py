@@ -168,9 +168,12 @@ class FakeSageMakerRun:
             metrics = self.values(name)
             if metrics is None:
                 continue  # a job whose output never appears
+            # Where SageMaker puts it: <S3OutputPath><job name>/output/output.tar.gz.
+            job = self.sagemaker.describe_training_job(TrainingJobName=name)
+            output = job["OutputDataConfig"]["S3OutputPath"].removeprefix(f"s3://{self.bucket}/")
             self.s3.put_object(
                 Bucket=self.bucket,
-                Key=f"team/training/churn-v1/{name}/output/output.tar.gz",
+                Key=f"{output}{name}/output/output.tar.gz",
                 Body=output_archive(metrics),
             )
 

@@ -4,6 +4,10 @@ Configuration comes from the environment the stack sets: ``LOCKGATE_STORE``
 (``s3://bucket/prefix``) and ``LOCKGATE_CONFIG`` (the project's lockgate.toml baked into the
 image). An exception fails the invocation, so Lambda retries it and finally sends the event to
 the dead-letter queue; the handler is idempotent, so a retry never duplicates a version.
+
+A dataset whose raw objects total more than ``LOCKGATE_PROCESSING_MAX_BYTES`` is not prepared
+here: a SageMaker Processing job running the same image prepares it (see
+:mod:`lockgate.aws.processing`), and the invocation records its run as handed off.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import sys
 from typing import Any
 
 from lockgate import logs
-from lockgate.config import load_settings
-from lockgate.pipelines.data import handle
+from lockgate.aws import processing
+from lockgate.config import Settings, load_settings
+from lockgate.events.s3 import parse_s3_event
+from lockgate.pipelines.data import HandleResult, handle, prepare
 from lockgate.pipelines.data.handler import shorten_keys, uploaded_keys
+from lockgate.pipelines.data.prepare import raw_sources
 from lockgate.pipelines.runs import Trigger
-from lockgate.ports.store import Store
+from lockgate.ports.store import ObjectInfo, Store
 from lockgate.wiring import lean_arrow_memory, open_store
 
 log = logging.getLogger("lockgate.aws.lambda_data")
@@ -52,11 +59,70 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = " ".join(
         part for part in (request_id, shorten_keys(uploaded_keys(event, store))) if part
     )
-    result = handle(
-        event, store, settings.datasets, report=log.info, trigger=Trigger("lambda", detail)
-    )
+    trigger = Trigger("lambda", detail)
+    too_big = _too_big(event, store, settings)
+    if too_big:
+        result = _hand_off(event, store, settings, too_big, trigger)
+    else:
+        result = handle(event, store, settings.datasets, report=log.info, trigger=trigger)
     summary = result.to_json()
     summary["request_id"] = request_id
     # One JSON line per invocation: CloudWatch Logs Insights can filter on its fields.
     print(json.dumps({"event": "data_prep", **summary}, default=str))
     return summary
+
+
+def _too_big(
+    event: dict[str, Any], store: Store, settings: Settings
+) -> dict[str, list[ObjectInfo]]:
+    """The datasets the event names whose raw objects are more than this Lambda prepares,
+    with those objects."""
+    limit = processing.max_bytes()
+    if limit is None:
+        return {}
+    big = {}
+    for dataset in _touched(event, store, settings):
+        sources = raw_sources(store, dataset)
+        if sum(info.size for info in sources) > limit:
+            big[dataset] = sources
+    return big
+
+
+def _touched(event: dict[str, Any], store: Store, settings: Settings) -> list[str]:
+    """The configured datasets with an upload in ``event``, as :func:`handle` selects them."""
+    touched: list[str] = []
+    for record in parse_s3_event(event):
+        key = store.event_key(record.bucket, record.key) or ""
+        parts = key.split("/")
+        if record.removed or len(parts) < 3 or parts[0] != "raw" or not parts[-1]:
+            continue
+        if parts[1] in settings.datasets and parts[1] not in touched:
+            touched.append(parts[1])
+    return touched
+
+
+def _hand_off(
+    event: dict[str, Any],
+    store: Store,
+    settings: Settings,
+    big: dict[str, list[ObjectInfo]],
+    trigger: Trigger,
+) -> HandleResult:
+    """Processing jobs for the big datasets; the others of the event prepared here."""
+    result = HandleResult()
+    for dataset in _touched(event, store, settings):
+        config = settings.datasets[dataset]
+        if dataset in big:
+            prepared = processing.hand_off(
+                store,
+                dataset,
+                config,
+                big[dataset],
+                env=settings.env,
+                config_path=str(settings.config_path),
+                trigger=trigger,
+            )
+        else:
+            prepared = prepare(store, dataset, config, log.info, trigger=trigger)
+        result.prepared.append(prepared)
+    return result

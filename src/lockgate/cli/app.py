@@ -53,6 +53,7 @@ class Context:
         from lockgate.config import load_settings
 
         settings = load_settings(self.config, self.env, self.store, dataset)
+        use_aws_config(settings)
         if self._logging_for != settings.env_dir:
             self._logging_for = settings.env_dir
             configure_logs(settings, self.verbose)
@@ -106,6 +107,21 @@ def _global(
     ctx.obj = Context(config=config, env=env, store=store, verbose=verbose)
 
 
+def use_aws_config(settings: Settings) -> None:
+    """Let every AWS call of this process use the environment's profile and region.
+
+    The S3 store, SageMaker and SNS build their clients from boto3's defaults; setting
+    ``AWS_PROFILE`` and ``AWS_DEFAULT_REGION`` from ``[envs.<env>.aws]`` (unless the shell set
+    them, which wins, as every environment variable wins over lockgate.toml) makes them use the
+    same account as `lockgate aws` and the training launcher. Child processes inherit them.
+    """
+    aws = settings.env_config().aws
+    if aws.profile and not os.environ.get("AWS_PROFILE"):
+        os.environ["AWS_PROFILE"] = aws.profile
+    if aws.region and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        os.environ["AWS_DEFAULT_REGION"] = aws.region
+
+
 def configure_logs(settings: Settings, verbose: bool = False, pipeline: str | None = None) -> None:
     """lockgate's records as JSON lines in the environment's log folder, and readable on the
     terminal (errors only, everything with --verbose)."""
@@ -124,6 +140,7 @@ def configure_logs(settings: Settings, verbose: bool = False, pipeline: str | No
 def main() -> None:
     """Console entry point: a user error is one line on stderr and exit code 1."""
     from lockgate.cli import (  # noqa: F401 - registers the commands
+        aws,
         commands,
         demo,
         deployment,

@@ -64,19 +64,14 @@ def notifiers(settings: Settings) -> list[Notifier]:
 
 def request_retrain(settings: Settings) -> Any:
     """A callable that records a retrain request in the home environment's ledger."""
-    from lockgate.pipelines.ledger import Ledger
-    from lockgate.pipelines.monitoring.job import REQUESTS, TRAINING
+    from lockgate.pipelines.monitoring.retrain import ledger_requests
     from lockgate.wiring import open_store
 
-    def retrain(request: dict[str, Any]) -> str:
-        home = open_store(settings.store_uri)
-        entry = Ledger(home).append(REQUESTS, TRAINING, request)
-        return (
-            f"retrain requested (ledger/{REQUESTS}/{TRAINING}/ #{entry.seq} in {settings.env}); "
-            "`lockgate up` starts the study, or run `lockgate train`"
-        )
-
-    return retrain
+    return ledger_requests(
+        open_store(settings.store_uri),
+        settings.env,
+        "`lockgate up` starts the study, or run `lockgate train`",
+    )
 
 
 def monitor_env(

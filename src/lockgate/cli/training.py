@@ -97,11 +97,14 @@ def run_training(
         read_manifest(store, name, data_version) if data_version else latest_version(store, name)
     )
     uri, artifacts = tracking(settings)
+    compute, storage = None, storage_url(settings)
+    if settings.env_config().training.compute == "sagemaker":
+        compute, storage = _sagemaker(settings, storage)
     return train(
         store,
         manifest,
         settings.file.train,
-        storage=storage_url(settings),
+        storage=storage,
         work_dir=settings.env_dir / "work" / f"{manifest.dataset}-{manifest.version}",
         report_dir=settings.env_dir / "reports",
         tracker_factory=functools.partial(MlflowTracker, uri, artifacts),
@@ -111,7 +114,22 @@ def run_training(
         timeout=timeout,
         say=stage,
         trigger=trigger,
+        compute=compute,
     )
+
+
+def _sagemaker(settings: Settings, storage: str) -> tuple[Any, str]:
+    """SageMaker compute, and the study storage (the secret's URL when one is named)."""
+    import importlib
+
+    try:
+        # By name, as wiring.open_store does: the CLI layer never imports boto3 itself.
+        module = importlib.import_module("lockgate.aws.training_setup")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"training on SageMaker needs '{exc.name}': pip install 'lockgate[aws]'"
+        ) from None
+    return module.sagemaker_training(settings, stage), module.secret_storage(settings) or storage
 
 
 def print_training(result: TrainResult) -> None:
