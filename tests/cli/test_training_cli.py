@@ -73,3 +73,20 @@ def test_runs_and_report_before_any_study(project: Project) -> None:
     out = run_cli(["runs"], project.root)
     assert out.returncode == 0 and "no study yet" in out.stderr
     assert_user_error(run_cli(["report", "study"], project.root))
+
+
+def test_train_env_picks_that_environments_compute(project: Project) -> None:
+    """`lockgate train --env staging` trains with staging's [envs.staging.training] table:
+    SageMaker there needs an S3 store, and the one-line error says so."""
+    config = project.root / "lockgate.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[envs.dev]\n[envs.staging.training]\ncompute = "sagemaker"\nrole_arn = "arn:x"\n'
+    )
+    local = run_cli(["train"], project.root, timeout=120)  # dev: local, no data yet
+    assert_user_error(local)
+    assert "lockgate data prep" in local.stderr
+    result = run_cli(["train", "--env", "staging"], project.root, timeout=120)
+    assert_user_error(result)
+    assert "needs the environment's store on S3" in result.stderr
+    assert "[envs.staging.training]" in result.stderr

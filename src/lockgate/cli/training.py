@@ -64,9 +64,19 @@ def train_command(
     trials: Annotated[int | None, typer.Option(min=1, help="Trials in the study.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes.")] = None,
     timeout: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 15m, 1h.")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Environment to train in [default: the global --env]"),
+    ] = None,
 ) -> None:
-    """Search model families with Optuna, then register the best model (pending approval)."""
+    """Search model families with Optuna, then register the best model (pending approval).
+
+    In an environment with ``[envs.<env>.training] compute = "sagemaker"`` the trials run as
+    SageMaker training jobs.
+    """
     context: Context = ctx.obj
+    if env is not None:
+        context.env = env  # as the global --env: settings, store, logs and tracking follow
     settings = context.settings(dataset)
     store = context.open_store(settings)
     result = run_training(settings, store, data_version, trials, workers, timeout)
@@ -93,13 +103,13 @@ def run_training(
     from lockgate.tracking.mlflow_tracker import MlflowRegistry, MlflowTracker
 
     name, _ = settings.dataset()
+    compute, storage = None, storage_url(settings)
+    if settings.env_config().training.compute == "sagemaker":  # its settings checked first
+        compute, storage = _sagemaker(settings, storage)
     manifest = (
         read_manifest(store, name, data_version) if data_version else latest_version(store, name)
     )
     uri, artifacts = tracking(settings)
-    compute, storage = None, storage_url(settings)
-    if settings.env_config().training.compute == "sagemaker":
-        compute, storage = _sagemaker(settings, storage)
     return train(
         store,
         manifest,
