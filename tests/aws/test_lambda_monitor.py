@@ -17,7 +17,6 @@ import boto3
 import pytest
 
 from lockgate.aws import lambda_monitor
-from lockgate.errors import LockgateError
 from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.job import REQUESTS, TRAINING
 from lockgate.pipelines.runs import recent_runs
@@ -134,18 +133,18 @@ def test_a_scheduled_run_writes_the_report_records_the_run_alerts_and_requests_a
     assert all(line["pipeline"] == "monitoring" and line["env"] == "dev" for line in ours)
 
 
-def test_nothing_released_fails_the_invocation_and_records_the_failed_run(
+def test_an_environment_with_nothing_released_is_skipped_not_failed(
     monitor_env: Callable[..., Store],
 ) -> None:
+    """The schedule runs from the first deploy on; a failure would be retried, dead-lettered
+    and alarmed before the environment's first promotion."""
     store = monitor_env()
 
-    with pytest.raises(LockgateError, match=r"nothing is released to dev.*lockgate promote"):
-        lambda_monitor.handler(scheduler_input(), context())
+    summary = lambda_monitor.handler(scheduler_input(), context())
 
-    (view,) = recent_runs(store, "monitoring")
-    assert view.state == "failed" and view.record["env"] == "dev"
-    assert view.record["trigger"]["kind"] == "schedule"
-    assert view.record["error"].startswith("nothing is released to dev")
+    assert summary["verdict"] == "skipped"
+    assert "nothing is released to dev" in summary["reason"]
+    assert recent_runs(store, "monitoring") == []
     assert Ledger(store).entries(REQUESTS, TRAINING) == []
 
 

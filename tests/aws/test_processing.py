@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -28,6 +29,8 @@ from lockgate.aws.processing import ProcessingError, SageMakerProcessing
 from lockgate.errors import ConfigError
 from lockgate.pipelines.runs import recent_runs
 from lockgate.wiring import open_store
+from tests.aws.test_image_sync import images as images  # the module's fixtures
+from tests.aws.test_image_sync import make_function as make_function
 from tests.aws.test_lambda_data import RECORDED_BUCKET, context, recorded
 from tests.aws.test_lambda_data import lambda_env as lambda_env  # the module's fixture
 
@@ -299,3 +302,19 @@ def test_a_job_that_makes_no_version_exits_non_zero_with_one_line(
     )
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert missing.stderr.startswith("error: dataset 'nope' is not in")
+
+
+def test_the_job_runs_the_image_the_lambda_runs_not_the_stacks(
+    images: SimpleNamespace, make_function: Callable[..., str]
+) -> None:
+    """After the workflow or image-sync moved the function to a newer digest, a hand-off
+    takes that digest (read from Lambda), not the one the stack last set."""
+    from lockgate.aws.lambda_data import running_image
+
+    name = make_function(images.new)
+    arn = images.aws.lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    context = SimpleNamespace(invoked_function_arn=arn)
+    assert running_image(context, images.aws.lam) == f"{images.uri}@{images.new}"
+    assert running_image(SimpleNamespace(), images.aws.lam) is None
+    missing = SimpleNamespace(invoked_function_arn=arn + "-gone")
+    assert running_image(missing, images.aws.lam) is None

@@ -394,3 +394,39 @@ def test_a_refused_create_fails_the_trial_and_says_what_to_do(tmp_path: Path) ->
     trials = study_of(plan).trials
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert "ResourceLimitExceeded" in trials[0].user_attrs[ERROR_ATTR]
+
+
+def test_a_trial_whose_job_was_never_created_fails_and_the_study_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A launcher stopped between ask and create leaves a running trial with no job."""
+    plan = make_plan(tmp_path, trials=2)
+    study = study_of(plan)
+    token = study_token(study)
+    orphan = study.ask()
+    orphan.set_user_attr("family", "logistic")
+    orphan.set_user_attr(JOB_ATTR, job_name("dev", token, orphan.number))
+    sagemaker, stub, s3, s3_stub = stubbed()
+    stub.add_client_error(
+        "describe_training_job",
+        service_error_code="ValidationException",
+        service_message="Requested resource not found.",
+    )
+    name = job_name("dev", token, 1)
+    stub.add_response("create_training_job", {"TrainingJobArn": "arn"}, _any_request())
+    stub.add_response(
+        "describe_training_job", describe(name, "Completed"), {"TrainingJobName": name}
+    )
+    s3_stub.add_response(
+        "get_object",
+        {"Body": io.BytesIO(output_archive({"roc_auc": 0.8}))},
+        {"Bucket": "b", "Key": f"team/training/{plan.study_name}/{name}/output/output.tar.gz"},
+    )
+    with stub, s3_stub:
+        SageMakerTraining(
+            TrainingJobs(sagemaker, s3), settings_for("b"), sleep=lambda _s: None
+        ).run_trials(plan, workers=1)
+    trials = study_of(plan).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert "never created" in trials[0].user_attrs[ERROR_ATTR]
+    assert trials[1].state == optuna.trial.TrialState.COMPLETE

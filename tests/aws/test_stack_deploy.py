@@ -9,6 +9,7 @@ client whose answers botocore's Stubber scripts.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -19,7 +20,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from lockgate.aws.environment import deploy, store_snippet
+from lockgate.aws.environment import deploy, deployment_id, store_snippet
 from lockgate.aws.stack import StackError, Stacks, template_body
 from lockgate.config_aws import AwsConfig
 from lockgate.errors import ConfigError
@@ -56,11 +57,12 @@ def test_the_first_deploy_creates_the_repositories_and_asks_for_an_image(session
 
 def test_deploying_an_unchanged_template_changes_nothing(session: Any) -> None:
     stacks = Stacks(session.client("cloudformation"), poll_seconds=0.05)
-    name = f"lockgate-{new_env()}-images"
+    env = new_env()
+    name = f"lockgate-{env}-images"
     body = template_body("images")
-    first = stacks.deploy(name, body, {"EnvName": "dev"})
+    first = stacks.deploy(name, body, {"EnvName": env})
     said: list[str] = []
-    again = stacks.deploy(name, body, {"EnvName": "dev"}, say=said.append)
+    again = stacks.deploy(name, body, {"EnvName": env}, say=said.append)
 
     assert first.changed
     assert not again.changed
@@ -189,6 +191,7 @@ def test_the_environment_stack_is_deployed_pinned_to_the_newest_digest() -> None
         )
     assert outcome.image_uri == f"{uri}@{digest}"
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in sent["Parameters"]}
+    assert re.fullmatch(r"[0-9a-f]{16}", parameters.pop("DeploymentId"))
     assert parameters == {
         "EnvName": "dev",
         "DataPrepImageUri": f"{uri}@{digest}",
@@ -286,6 +289,26 @@ def test_a_failed_update_names_the_resource_and_cloudformations_reason() -> None
                     "ResourceStatus": "UPDATE_FAILED",
                     "ResourceStatusReason": "Source image ... does not exist",
                 },
+                {
+                    "StackId": "id",
+                    "EventId": "0",
+                    "StackName": "lockgate-dev",
+                    "Timestamp": "2026-11-26T10:00:00Z",
+                    "LogicalResourceId": "lockgate-dev",
+                    "ResourceType": "AWS::CloudFormation::Stack",
+                    "ResourceStatus": "UPDATE_IN_PROGRESS",
+                    "ResourceStatusReason": "User Initiated",
+                },
+                {  # a failure of an earlier deploy: not this one's reason
+                    "StackId": "id",
+                    "EventId": "-1",
+                    "StackName": "lockgate-dev",
+                    "Timestamp": "2026-11-25T10:00:00Z",
+                    "LogicalResourceId": "AlertTopic",
+                    "ResourceType": "AWS::SNS::Topic",
+                    "ResourceStatus": "UPDATE_FAILED",
+                    "ResourceStatusReason": "an old failure",
+                },
             ]
         },
         {"StackName": "lockgate-dev"},
@@ -298,6 +321,41 @@ def test_a_failed_update_names_the_resource_and_cloudformations_reason() -> None
     assert "UPDATE_ROLLBACK_COMPLETE" in str(raised.value)
     assert "DataPrepFunction (AWS::Lambda::Function): Source image" in str(raised.value)
     assert said == ["lockgate-dev: Modify AWS::Lambda::Function DataPrepFunction"]
+
+
+def test_a_first_change_set_never_run_does_not_block_the_next_deploy() -> None:
+    """A refused or interrupted first deploy leaves the stack in REVIEW_IN_PROGRESS; the next
+    deploy makes a CREATE change set again. (moto leaves such a stack in REVIEW_IN_PROGRESS
+    even after executing the second change set, so CloudFormation's answers are scripted.)"""
+    client = boto3.client(
+        "cloudformation",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",  # noqa: S106
+    )
+    stub = Stubber(client)
+    stack = {
+        "StackName": "lockgate-dev-images",
+        "StackStatus": "REVIEW_IN_PROGRESS",
+        "CreationTime": "2026-11-26T10:00:00Z",
+    }
+    stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": ANY})
+    stub.add_response("create_change_set", {"Id": "cs"}, _change_set_request("CREATE"))
+    stub.add_response(
+        "describe_change_set",
+        {"Status": "CREATE_COMPLETE", "Changes": []},
+        {"StackName": ANY, "ChangeSetName": ANY},
+    )
+    stub.add_response("execute_change_set", {}, {"StackName": ANY, "ChangeSetName": ANY})
+    done = {**stack, "StackStatus": "CREATE_COMPLETE"}
+    stub.add_response("describe_stacks", {"Stacks": [done]}, {"StackName": ANY})
+    stub.add_response("describe_stacks", {"Stacks": [done]}, {"StackName": ANY})
+    with stub:
+        result = Stacks(client, poll_seconds=0).deploy(
+            "lockgate-dev-images", "{}", {"EnvName": "dev"}
+        )
+        stub.assert_no_pending_responses()
+    assert result.changed and result.status == "CREATE_COMPLETE"
 
 
 def test_a_stack_whose_first_create_failed_must_be_deleted_first() -> None:
@@ -329,6 +387,16 @@ def test_a_stack_whose_first_create_failed_must_be_deleted_first() -> None:
 def test_parameters_deploy_sets_itself_cannot_be_overridden(owned: str) -> None:
     with pytest.raises(ConfigError, match=f"parameters sets {owned}"):
         deploy(_FakeSession({}), "dev", AwsConfig(parameters={owned: "x"}))
+
+
+def test_the_deployment_id_follows_every_change_of_template_or_parameter() -> None:
+    """It makes a deploy that changes only configuration publish new Lambda versions."""
+    body = template_body("environment")
+    parameters = {"EnvName": "dev", "DataPrepMemorySize": "3008"}
+    first = deployment_id(body, parameters)
+    assert deployment_id(body, dict(reversed(parameters.items()))) == first
+    assert deployment_id(body, {**parameters, "DataPrepMemorySize": "4096"}) != first
+    assert deployment_id(body + "\n# changed", parameters) != first
 
 
 def test_the_snippet_names_the_store_the_stack_made() -> None:

@@ -119,6 +119,11 @@ def test_a_new_digest_publishes_a_new_version_behind_each_live_alias(env: dict[s
         # which publishes a new version
         uri = f"{REPOSITORY}@sha256:{DIGEST}"
         assert evaluate(version["CodeSha256"], {"DataPrepImageUri": uri}) == DIGEST
+        # a new deployment (configuration only) replaces it too, and the function's own
+        # configuration differs, so Lambda has something new to publish
+        assert "${DeploymentId}" in version["Description"]["Fn::Sub"]
+        variables = res[f"{function}Function"]["Properties"]["Environment"]["Variables"]
+        assert variables["LOCKGATE_DEPLOYMENT"] == {"Ref": "DeploymentId"}
         alias = res[f"{function}LiveAlias"]["Properties"]
         assert alias["Name"] == "live"
         assert alias["FunctionVersion"] == {"Fn::GetAtt": [f"{function}Version", "Version"]}
@@ -237,8 +242,10 @@ def test_every_function_gets_the_environment_its_handler_reads(env: dict[str, An
         found: dict[str, Any] = res[function]["Properties"]["Environment"]["Variables"]
         return found
 
+    deployment = {"LOCKGATE_DEPLOYMENT": {"Ref": "DeploymentId"}}
     assert variables("DataPrepFunction") == {
         **COMMON,
+        **deployment,
         "LOCKGATE_PROCESSING_MAX_BYTES": {"Ref": "LambdaMaxObjectBytes"},
         "LOCKGATE_PROCESSING_IMAGE": {"Ref": "DataPrepImageUri"},
         "LOCKGATE_PROCESSING_ROLE_ARN": {"Fn::GetAtt": ["SageMakerRole", "Arn"]},
@@ -252,6 +259,7 @@ def test_every_function_gets_the_environment_its_handler_reads(env: dict[str, An
     }
     assert variables("MonitorFunction") == {
         **COMMON,
+        **deployment,
         "LOCKGATE_SNS_TOPIC_ARN": {"Ref": "AlertTopic"},
     }
     assert env["Parameters"]["LambdaMaxObjectBytes"]["Default"] == 1073741824

@@ -126,7 +126,12 @@ def test_the_stacks_deploy_on_moto_with_what_moto_supports(
     image = f"{repos['DataPrepRepositoryUri']}@{pushed['image']['imageId']['imageDigest']}"
 
     template = moto_deployable(env)
-    parameters = {"EnvName": name, "DataPrepImageUri": image, "LogRetentionDays": "30"}
+    parameters = {
+        "EnvName": name,
+        "DataPrepImageUri": image,
+        "LogRetentionDays": "30",
+        "DeploymentId": "0123456789abcdef",
+    }
     out = deploy(cloudformation, f"lockgate-{name}", json.dumps(template), **parameters)
 
     summaries = cloudformation.list_stack_resources(StackName=f"lockgate-{name}")
@@ -162,6 +167,7 @@ def test_the_stacks_deploy_on_moto_with_what_moto_supports(
     assert variables("data-prep") == {
         **common,
         "LOCKGATE_CONFIG": "/var/task/lockgate.toml",
+        "LOCKGATE_DEPLOYMENT": "0123456789abcdef",
         "LOCKGATE_PROCESSING_MAX_BYTES": "1073741824",
         "LOCKGATE_PROCESSING_IMAGE": image,
         "LOCKGATE_PROCESSING_ROLE_ARN": out["SageMakerRoleArn"],

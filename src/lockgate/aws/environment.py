@@ -10,6 +10,8 @@ data-prep image; the next deploy creates the rest, pinned to that image's digest
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,9 +28,16 @@ from lockgate.errors import ConfigError
 ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,11}")
 """What the templates' EnvName allows: it becomes part of bucket and function names."""
 DATA_PREP = "data-prep"
-OWNED_PARAMETERS = ("EnvName", "DataPrepImageUri", "MonitoringSchedule", "EndpointName")
+OWNED_PARAMETERS = (
+    "EnvName",
+    "DataPrepImageUri",
+    "MonitoringSchedule",
+    "EndpointName",
+    "DeploymentId",
+)
 OWNED_PARAMETERS_SOURCE = (
-    "the environment's name, the newest image's digest, [monitor] schedule and the endpoint's name"
+    "the environment's name, the newest image's digest, [monitor] schedule, the endpoint's name "
+    "and the deployment's fingerprint"
 )
 SAGEMAKER = "sagemaker"
 SYNCED_FUNCTIONS = ("data-prep", "monitor")
@@ -110,14 +119,27 @@ def deploy(
         "MonitoringSchedule": monitoring_schedule,
         "EndpointName": endpoint_name or f"lockgate-{env}",
     }
+    body = template_body("environment")
+    parameters["DeploymentId"] = deployment_id(body, parameters)
     result = stacks.deploy(
         stack_name(env, config),
-        template_body("environment"),
+        body,
         parameters,
         tags=tags,
         say=say,
     )
     return DeployOutcome(images, result, image_uri)
+
+
+def deployment_id(body: str, parameters: Mapping[str, str]) -> str:
+    """16 hex characters that change whenever the template or a parameter does.
+
+    Lambda publishes a version only when code or configuration changed, and CloudFormation
+    replaces a version only when its own properties change; the id, in the functions'
+    environment and their versions' description, makes both follow every real change.
+    """
+    text = body + json.dumps(dict(sorted(parameters.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def sync(session: Any, env: str, *, digest: str | None = None) -> list[ImageSync]:

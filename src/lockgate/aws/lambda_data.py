@@ -18,6 +18,9 @@ import os
 import sys
 from typing import Any
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
 from lockgate import logs
 from lockgate.aws import processing
 from lockgate.config import Settings, load_settings
@@ -62,7 +65,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     trigger = Trigger("lambda", detail)
     too_big = _too_big(event, store, settings)
     if too_big:
-        result = _hand_off(event, store, settings, too_big, trigger)
+        result = _hand_off(event, store, settings, too_big, trigger, running_image(context))
     else:
         result = handle(event, store, settings.datasets, report=log.info, trigger=trigger)
     summary = result.to_json()
@@ -107,6 +110,7 @@ def _hand_off(
     settings: Settings,
     big: dict[str, list[ObjectInfo]],
     trigger: Trigger,
+    image: str | None = None,
 ) -> HandleResult:
     """Processing jobs for the big datasets; the others of the event prepared here."""
     result = HandleResult()
@@ -121,8 +125,30 @@ def _hand_off(
                 env=settings.env,
                 config_path=str(settings.config_path),
                 trigger=trigger,
+                image=image,
             )
         else:
             prepared = prepare(store, dataset, config, log.info, trigger=trigger)
         result.prepared.append(prepared)
     return result
+
+
+def running_image(context: Any, client: Any | None = None) -> str | None:
+    """The image this function runs (``repository@sha256:...``), from Lambda itself.
+
+    The stack's ``LOCKGATE_PROCESSING_IMAGE`` names the image of the last deploy; the workflow
+    and image-sync move the function on without a deploy, and a Processing job must prepare
+    with the same code as the Lambda. None (the job then takes the stack's image) when Lambda
+    cannot say: no context, or the call refused.
+    """
+    arn = getattr(context, "invoked_function_arn", None)
+    if not arn:
+        return None
+    try:
+        lam = client if client is not None else boto3.client("lambda")
+        resolved = str(lam.get_function(FunctionName=arn)["Code"]["ResolvedImageUri"])
+    except (ClientError, BotoCoreError, KeyError) as exc:
+        log.warning("the Processing job takes the stack's image: %s", exc)
+        return None
+    repository, digest = resolved.partition("@")[0], resolved.rpartition("@")[2]
+    return f"{repository}@{digest}" if digest.startswith("sha256:") else None

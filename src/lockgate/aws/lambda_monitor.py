@@ -13,7 +13,8 @@ read ends at the scheduled time, so a retried invocation judges the same traffic
 Configuration comes from the environment the stack sets: ``LOCKGATE_ENV``, ``LOCKGATE_STORE``,
 ``LOCKGATE_CONFIG`` (the project's lockgate.toml, whose ``[monitor]`` table applies) and
 ``LOCKGATE_SNS_TOPIC_ARN`` (the environment's alert topic, told of violations besides what
-``[monitor]`` names). A run that fails is recorded failed and fails the invocation.
+``[monitor]`` names). A run that fails is recorded failed and fails the invocation. An
+environment with nothing released yet is skipped (no run, no failure, no alarm).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from lockgate.aws.sns import sns_notifier
 from lockgate.config import MonitorConfig, load_settings
 from lockgate.durations import parse_duration
 from lockgate.errors import ConfigError
+from lockgate.pipelines.deployment.releases import read_history
+from lockgate.pipelines.ledger import Ledger
 from lockgate.pipelines.monitoring.alerts import Notifier, WebhookNotifier
 from lockgate.pipelines.monitoring.job import run_monitoring
 from lockgate.pipelines.monitoring.retrain import ledger_requests
@@ -78,6 +81,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if seconds is None:
         raise ConfigError("monitor.window is empty in lockgate.toml; give a duration like 14d")
     request_id = getattr(context, "aws_request_id", None)
+    if read_history(Ledger(store), env).current() is None:
+        # Every environment is scheduled from its first deploy, before its first promotion:
+        # a failed invocation here would be retried, dead-lettered and alarmed for nothing.
+        message = f"nothing is released to {env} yet: no monitoring run until a promotion"
+        log.info(message)
+        skipped = {"env": env, "verdict": "skipped", "reason": message, "request_id": request_id}
+        print(json.dumps({"event": "monitoring", **skipped}))
+        return skipped
     schedule, scheduled = _schedule(event)
     detail = " ".join(part for part in (schedule, request_id) if part)
     # Under /tmp: the package copy is reused while warm; each run's HTML copy is not kept.

@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +233,16 @@ def hand_off(
     trigger: Trigger,
     client: Any | None = None,
     environ: Mapping[str, str] | None = None,
+    image: str | None = None,
 ) -> PrepResult:
     """Have a Processing job prepare ``dataset`` from ``sources``; the run is recorded.
 
     A version already committed is not handed off: :func:`prepare` says it exists.
+
+    Args:
+        image: the image the job runs; default ``LOCKGATE_PROCESSING_IMAGE``. The Lambda passes
+            the image it runs itself, which the workflow or image-sync may have moved past the
+            stack's value, so both halves of a preparation run the same code.
 
     Raises:
         ConfigError: the Processing settings are missing from the environment.
@@ -246,6 +252,8 @@ def hand_off(
     if store.exists(version_prefix(dataset, version) + MANIFEST):
         return prepare(store, dataset, config, log.info, trigger=trigger)
     settings = ProcessingSettings.from_environment(environ)
+    if image:
+        settings = replace(settings, image=image)
     raw_bytes = sum(source.size for source in sources)
     inputs: dict[str, Any] = {
         "dataset": dataset,

@@ -55,7 +55,9 @@ JOB_ATTR = "sagemaker_job"
 TOKEN_ATTR = "sagemaker_token"  # noqa: S105 - a study attribute's name, not a secret
 CHANNELS = ("train", "validation")
 OUTPUT_ARCHIVE = "output/output.tar.gz"
-_DONE = frozenset({"Completed", "Failed", "Stopped"})
+MISSING = "Missing"
+_DONE = frozenset({"Completed", "Failed", "Stopped", MISSING})
+_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
 _AUTH_CODES = frozenset(
     "AccessDenied AccessDeniedException ExpiredToken ExpiredTokenException "
     "InvalidClientTokenId UnrecognizedClientException".split()
@@ -196,7 +198,14 @@ class TrainingJobs:
             raise
 
     def describe(self, name: str) -> JobState:
-        answer = self._call("describe_training_job", TrainingJobName=name)
+        """The job's state; ``Missing`` when SageMaker has no such job (a launcher stopped
+        between asking Optuna for the trial and creating its job)."""
+        try:
+            answer = self._call("describe_training_job", TrainingJobName=name)
+        except SageMakerError as exc:
+            if exc.code in _NOT_FOUND_CODES and "not found" in str(exc).lower():
+                return JobState(name, MISSING, "the training job was never created")
+            raise
         return JobState(
             name=name,
             status=str(answer.get("TrainingJobStatus", "")),

@@ -2,9 +2,11 @@
 
 The study storage of an AWS environment is a database URL with a password in it; lockgate.toml
 names where it is kept (``[envs.<env>.training] storage_secret_arn``), not the URL itself.
-A Secrets Manager secret may hold the URL as its string, or the JSON document RDS writes for a
-managed database password (``username``, ``password``, ``host``, ``port``, ``dbname``,
-``engine``), which is turned into a SQLAlchemy URL.
+A Secrets Manager secret may hold the URL as its string, or a JSON document: ``{"url": ...}``,
+or the connection fields of RDS's secret format (``username``, ``password``, ``host``,
+``port``, ``dbname``, ``engine``), which are turned into a SQLAlchemy URL. A secret RDS manages
+for a master password holds only ``username`` and ``password``: add ``host`` (and ``dbname``)
+to it, or keep the URL in a secret of its own.
 """
 
 from __future__ import annotations
@@ -85,7 +87,11 @@ def storage_url(value: str) -> str:
         return str(document["url"])
     missing = [key for key in ("username", "password", "host") if key not in document]
     if missing:
-        raise SecretError(f"the secret's JSON has no {', '.join(missing)} (nor a 'url')")
+        raise SecretError(
+            f"the secret's JSON has no {', '.join(missing)} (nor a 'url'): add them, or keep "
+            "the database URL in a secret of its own (a secret RDS manages for a master "
+            "password holds only username and password)"
+        )
     engine = str(document.get("engine", "postgres"))
     driver = _DRIVERS.get(engine, engine)
     user = quote(str(document["username"]), safe="")

@@ -106,9 +106,12 @@ class Stacks:
                 f"stack {name} is in ROLLBACK_COMPLETE (its first create failed): delete it "
                 f"(aws cloudformation delete-stack --stack-name {name}) and deploy again"
             )
-        if status.endswith("_IN_PROGRESS"):
+        # REVIEW_IN_PROGRESS: a first change set was made and never run (refused, or the deploy
+        # was stopped); the stack has no resources and takes another CREATE change set.
+        reviewing = status == "REVIEW_IN_PROGRESS"
+        if status.endswith("_IN_PROGRESS") and not reviewing:
             raise StackError(f"stack {name} is busy ({status}); deploy again when it is done")
-        kind = "UPDATE" if existing else "CREATE"
+        kind = "UPDATE" if existing and not reviewing else "CREATE"
         change_set = f"lockgate-{int(time.time())}"
         try:
             self._client.create_change_set(
@@ -182,10 +185,19 @@ class Stacks:
             events = self._client.describe_stack_events(StackName=name)["StackEvents"]
         except (ClientError, BotoCoreError, WaiterError):
             return "see the stack's events in the CloudFormation console"
-        failed = [e for e in events if e.get("ResourceStatus") in _FAILED]
+        failed = []
+        for event in events:  # newest first, back to where this deploy started
+            if event.get("ResourceStatus") in _FAILED:
+                failed.append(event)
+            started = event.get("LogicalResourceId") == name and event.get("ResourceStatus") in (
+                "CREATE_IN_PROGRESS",
+                "UPDATE_IN_PROGRESS",
+            )
+            if started and event.get("ResourceStatusReason") == "User Initiated":
+                break
         if not failed:
             return "see the stack's events in the CloudFormation console"
-        first = failed[-1]  # events come newest first
+        first = failed[-1]
         return (
             f"{first.get('LogicalResourceId')} ({first.get('ResourceType')}): "
             f"{first.get('ResourceStatusReason', 'no reason given')}"

@@ -304,3 +304,14 @@ def test_a_refused_configuration_is_a_failed_run(
     assert view.record["trigger"] == {"kind": "request", "detail": "drift in prod"}
     assert "rmse" in view.record["error"] and "ConfigError" not in view.record["error"]
     assert view.record["hint"].startswith("`lockgate train` resumes the study")
+
+
+def test_an_unreachable_storage_is_named_without_its_password() -> None:
+    """The URL may come from a secret; the error lands in the run record and the terminal."""
+    from lockgate.pipelines.training.study import TrainingError, open_storage
+
+    url = "postgresql+psycopg://lockgate:S3cretPw@127.0.0.1:1/optuna"
+    with pytest.raises(TrainingError) as raised:
+        open_storage(url)
+    assert "S3cretPw" not in str(raised.value)
+    assert "lockgate:***@127.0.0.1:1/optuna" in str(raised.value)

@@ -90,7 +90,20 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=15, grace_period=60)
     except Exception as exc:  # SQLAlchemy raises many kinds; the user needs one line
-        raise TrainingError(f"cannot open the Optuna storage {url}: {exc}") from None
+        # The URL may come from a secret: its password must reach no message, log or record.
+        shown = without_password(url)
+        reason = str(exc).replace(url, shown)
+        raise TrainingError(f"cannot open the Optuna storage {shown}: {reason}") from None
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password masked (``***``), as it may be shown to a user."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: show only its scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 
 
 def sampler_for(plan: StudyPlan, worker: int) -> optuna.samplers.BaseSampler:
