@@ -26,6 +26,16 @@ from lockgate.config_aws import AwsConfig
 from lockgate.errors import ConfigError
 
 
+def offline_client(service: str) -> Any:
+    """A client whose answers a Stubber scripts: it sends nothing."""
+    return boto3.client(
+        service,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",  # noqa: S106 - a stubbed client sends nothing
+    )
+
+
 def new_env() -> str:
     return "t" + uuid.uuid4().hex[:8]
 
@@ -114,18 +124,8 @@ def test_the_environment_stack_is_deployed_pinned_to_the_newest_digest() -> None
     """Once an image is pushed, deploy passes its digest; the change set is what CloudFormation
     gets (moto's CloudFormation cannot create the whole environment stack: see
     tests/aws/test_templates.py)."""
-    client = boto3.client(
-        "cloudformation",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",  # noqa: S106 - a stubbed client sends nothing
-    )
-    ecr = boto3.client(
-        "ecr",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",  # noqa: S106
-    )
+    client = offline_client("cloudformation")
+    ecr = offline_client("ecr")
     digest = "sha256:" + "ab" * 32
     uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lockgate-dev-data-prep"
     stub, ecr_stub = Stubber(client), Stubber(ecr)
@@ -231,12 +231,7 @@ class _FakeSession:
 
 
 def test_a_failed_update_names_the_resource_and_cloudformations_reason() -> None:
-    client = boto3.client(
-        "cloudformation",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",  # noqa: S106
-    )
+    client = offline_client("cloudformation")
     stub = Stubber(client)
     stack = {
         "StackName": "lockgate-dev",
@@ -327,12 +322,7 @@ def test_a_first_change_set_never_run_does_not_block_the_next_deploy() -> None:
     """A refused or interrupted first deploy leaves the stack in REVIEW_IN_PROGRESS; the next
     deploy makes a CREATE change set again. (moto leaves such a stack in REVIEW_IN_PROGRESS
     even after executing the second change set, so CloudFormation's answers are scripted.)"""
-    client = boto3.client(
-        "cloudformation",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",  # noqa: S106
-    )
+    client = offline_client("cloudformation")
     stub = Stubber(client)
     stack = {
         "StackName": "lockgate-dev-images",
@@ -359,12 +349,7 @@ def test_a_first_change_set_never_run_does_not_block_the_next_deploy() -> None:
 
 
 def test_a_stack_whose_first_create_failed_must_be_deleted_first() -> None:
-    client = boto3.client(
-        "cloudformation",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",  # noqa: S106
-    )
+    client = offline_client("cloudformation")
     stub = Stubber(client)
     stub.add_response(
         "describe_stacks",
