@@ -10,6 +10,7 @@ actions IAM really authorizes per call) is listed in docs/aws.md.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def resolve(template: dict[str, Any], **given: str) -> dict[str, Any]:
                 return left == right
             if key == "Fn::Not":
                 return not value(arg[0])
+            if key == "Fn::And":
+                return all(value(a) for a in arg)
             if key == "Fn::Select":
                 return value(arg[1])[int(arg[0])]
             if key == "Fn::Split":
@@ -162,31 +165,53 @@ def sagemaker(kind: str, name: str) -> str:
 # -- who may assume each role --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "environments"), [("all", "*"), ("dev", "dev")])
-def test_the_images_role_trusts_only_main_and_jobs_in_a_github_environment(
-    env: str, environments: str
+def token(subject: str, audience: str = "sts.amazonaws.com") -> dict[str, str]:
+    """The claims of a GitHub OIDC token that the trust policies test."""
+    return {f"{ISSUER}:aud": audience, f"{ISSUER}:sub": subject}
+
+
+@pytest.mark.parametrize(
+    ("given", "environments"),
+    [
+        ({}, ["dev", "staging", "prod"]),
+        ({"ImageEnvironments": "prod"}, ["prod"]),
+        ({"ImageEnvironments": "qa,staging,prod,eu-prod"}, ["qa", "staging", "prod", "eu-prod"]),
+        ({"EnvName": "dev"}, ["dev"]),
+        # an environment name as EnvName: that environment alone, whatever the list says
+        ({"EnvName": "qa", "ImageEnvironments": "staging,prod"}, ["qa"]),
+    ],
+    ids=["defaults", "one", "four", "EnvName dev", "EnvName qa, list ignored"],
+)
+def test_the_images_role_trusts_exactly_main_and_the_image_environments(
+    given: dict[str, str], environments: list[str]
 ) -> None:
-    statement = trust(role("ImagesRole", EnvName=env))
+    statement = trust(role("ImagesRole", **given))
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Principal"] == {"Federated": "<GitHubOidcProvider>"}
+    trusted = [
+        f"repo:{REPO}:ref:refs/heads/main",
+        *(f"repo:{REPO}:environment:{e}" for e in environments),
+    ]
     assert statement["Condition"] == {
-        "StringEquals": {f"{ISSUER}:aud": "sts.amazonaws.com"},
-        "StringLike": {
-            f"{ISSUER}:sub": [
-                f"repo:{REPO}:ref:refs/heads/main",
-                f"repo:{REPO}:environment:{environments}",
-            ]
-        },
+        "StringEquals": {f"{ISSUER}:aud": "sts.amazonaws.com", f"{ISSUER}:sub": trusted}
     }
-    subjects = statement["Condition"]["StringLike"][f"{ISSUER}:sub"]
+    assert not [s for s in trusted if "*" in s or "?" in s]
+    for subject in trusted:
+        assert conditions_hold(statement["Condition"], token(subject)), subject
+    assert not conditions_hold(statement["Condition"], token(trusted[0], audience="sigstore"))
     for stranger in (
         f"repo:{REPO}:pull_request",
         f"repo:{REPO}:ref:refs/heads/feature",
         f"repo:{REPO}:ref:refs/tags/v1",
+        # any branch can name an environment GitHub then creates, unprotected
+        f"repo:{REPO}:environment:scratch",
+        f"repo:{REPO}:environment:*",
+        f"repo:{REPO}:*",
+        f"repo:{REPO}:environment:{environments[0]}-x",
         "repo:acme/other:ref:refs/heads/main",
-        "repo:acme/other:environment:dev",
+        f"repo:acme/other:environment:{environments[0]}",
     ):
-        assert not any(like(s, stranger) for s in subjects), stranger
+        assert not conditions_hold(statement["Condition"], token(stranger)), stranger
 
 
 @pytest.mark.parametrize(
@@ -211,10 +236,12 @@ def test_the_promote_role_trusts_exactly_the_promotion_environments(
     }
 
 
-def test_promotion_environments_are_one_to_four_names() -> None:
-    pattern = load("github-oidc.yaml")["Parameters"]["PromoteEnvironments"]["AllowedPattern"]
-    assert re.fullmatch(pattern, "staging,prod")
-    for wrong in ("", "staging,", "staging, prod", "a,b,c,d,e", "*", "Prod", "staging,*"):
+@pytest.mark.parametrize("parameter", ["ImageEnvironments", "PromoteEnvironments"])
+def test_image_and_promotion_environments_are_one_to_four_names(parameter: str) -> None:
+    pattern = load("github-oidc.yaml")["Parameters"][parameter]["AllowedPattern"]
+    for right in ("prod", "staging,prod", "dev,staging,prod,eu-prod"):
+        assert re.fullmatch(pattern, right), right
+    for wrong in ("", "staging,", "staging, prod", "a,b,c,d,e", "*", "Prod", "staging,*", "dev*"):
         assert not re.fullmatch(pattern, wrong), wrong
 
 
@@ -234,8 +261,11 @@ def job_subjects(job: dict[str, Any], on: dict[str, Any]) -> list[str]:
     """The OIDC ``sub`` claims GitHub gives this job for each way the workflow starts."""
     environment = job.get("environment")
     if environment is None:
-        branches = on.get("push", {}).get("branches", ["main"])
-        return [f"repo:{REPO}:ref:refs/heads/{branch}" for branch in branches]
+        branches = (on.get("push") or {}).get("branches", ["main"])
+        subjects = [f"repo:{REPO}:ref:refs/heads/{branch}" for branch in branches]
+        if "pull_request" in on or "pull_request_target" in on:
+            subjects.append(f"repo:{REPO}:pull_request")
+        return subjects
     expression = re.fullmatch(r"\$\{\{\s*(.*?)\s*\}\}", str(environment))
     if expression is None:
         return [f"repo:{REPO}:environment:{environment}"]
@@ -259,24 +289,49 @@ def assumed(job: dict[str, Any]) -> str:
     return ROLES[variable.group(1)]
 
 
-@pytest.mark.parametrize("name", ["data-pipeline-image", "sagemaker-image", "promote"])
-def test_every_aws_job_gets_a_subject_its_role_trusts(name: str) -> None:
-    document = yaml.safe_load((ROOT / ".github" / "workflows" / f"{name}.yml").read_text())
-    [job] = document["jobs"].values()
-    role_name = assumed(job)
-    assert role_name == ("PromoteRole" if name == "promote" else "ImagesRole")
-    statement = trust(role(role_name))
-    trusted = [
-        subject
-        for tests in statement["Condition"].values()
-        for subject in as_list(tests.get(f"{ISSUER}:sub", []))
-    ]
-    subjects = job_subjects(job, document[True])  # YAML 1.1 reads the key `on` as True
+def aws_jobs() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """(workflow, job id, job, triggers) of every workflow job that gets AWS credentials."""
+    found = []
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.y*ml")):
+        document = yaml.safe_load(path.read_text())
+        for job_id, job in document["jobs"].items():
+            steps = job.get("steps", [])
+            if any(s.get("uses", "").startswith("aws-actions/configure-aws") for s in steps):
+                found.append((path.stem, job_id, job, document[True]))  # YAML 1.1: `on` is True
+    return found
+
+
+AWS_JOBS = aws_jobs()
+
+
+def test_the_image_and_promote_workflows_are_the_jobs_that_get_aws_credentials() -> None:
+    assert {(workflow, assumed(job)) for workflow, _, job, _ in AWS_JOBS} == {
+        ("data-pipeline-image", "ImagesRole"),
+        ("sagemaker-image", "ImagesRole"),
+        ("promote", "PromoteRole"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("job", "on"),
+    [(job, on) for _, _, job, on in AWS_JOBS],
+    ids=[f"{w}.{j}" for w, j, *_ in AWS_JOBS],
+)
+def test_every_aws_job_gets_a_subject_its_role_trusts(
+    job: dict[str, Any], on: dict[str, Any]
+) -> None:
+    statement = trust(role(assumed(job)))  # the default parameters
+    subjects = job_subjects(job, on)
     assert subjects
     for subject in subjects:
-        assert any(like(pattern, subject) for pattern in trusted), (subject, trusted)
-    if name == "promote":
-        assert subjects == [f"repo:{REPO}:environment:{e}" for e in ("prod", "staging")]
+        assert conditions_hold(statement["Condition"], token(subject)), (subject, statement)
+
+
+def test_the_image_jobs_default_to_dev_and_promote_runs_in_its_target() -> None:
+    subjects = {workflow: job_subjects(job, on) for workflow, _, job, on in AWS_JOBS}
+    assert subjects["data-pipeline-image"] == [f"repo:{REPO}:environment:dev"]
+    assert subjects["sagemaker-image"] == [f"repo:{REPO}:environment:dev"]
+    assert subjects["promote"] == [f"repo:{REPO}:environment:{e}" for e in ("prod", "staging")]
 
 
 # -- what each role may do -----------------------------------------------------------------------
@@ -299,6 +354,76 @@ def test_the_images_role_pushes_images_and_moves_data_prep_and_monitor_only() ->
     stack = f"arn:aws:cloudformation:eu-west-1:{ACCOUNT}:stack/lockgate-dev/0a1b"
     assert allows(images, "cloudformation:DescribeStacks", stack)
     assert not allows(images, "cloudformation:UpdateStack", stack)
+
+
+def reaches(images: dict[str, Any], env: str) -> dict[str, bool]:
+    """What the images role may do to one lockgate environment's images, functions and stacks."""
+    repository = f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/lockgate-{env}-"
+    function = f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:lockgate-{env}-"
+    stack = f"arn:aws:cloudformation:eu-west-1:{ACCOUNT}:stack/lockgate-{env}"
+    return {
+        "push data-prep": allows(images, "ecr:PutImage", repository + "data-prep"),
+        "push sagemaker": allows(images, "ecr:PutImage", repository + "sagemaker"),
+        "update data-prep": allows(images, "lambda:UpdateFunctionCode", function + "data-prep"),
+        "move data-prep": allows(images, "lambda:UpdateAlias", function + "data-prep:live"),
+        "update monitor": allows(images, "lambda:UpdateFunctionCode", function + "monitor"),
+        "move monitor": allows(images, "lambda:UpdateAlias", function + "monitor:live"),
+        "read stack": allows(images, "cloudformation:DescribeStacks", stack + "/0a1b"),
+        "read images stack": allows(images, "cloudformation:DescribeStacks", stack + "-images/0a"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "reached", "others"),
+    [
+        ({}, ["dev", "staging", "prod"], ["scratch", "qa", "dev-eu"]),
+        ({"ImageEnvironments": "qa"}, ["qa"], ["dev", "staging", "prod", "qa-x"]),
+        (
+            {"ImageEnvironments": "qa,staging,prod,eu-prod"},
+            ["qa", "staging", "prod", "eu-prod"],
+            ["dev"],
+        ),
+        ({"EnvName": "dev", "ImageEnvironments": "staging,prod"}, ["dev"], ["staging", "prod"]),
+    ],
+    ids=["defaults", "one", "four", "EnvName dev, list ignored"],
+)
+def test_the_images_role_reaches_the_image_environments_and_no_other(
+    given: dict[str, str], reached: list[str], others: list[str]
+) -> None:
+    images = role("ImagesRole", **given)
+    for env in reached:
+        assert all(reaches(images, env).values()), (env, reaches(images, env))
+    for env in others:
+        assert not any(reaches(images, env).values()), (env, reaches(images, env))
+    # every name it may touch is one of those environments', none a lockgate-* pattern
+    named = re.compile(rf"lockgate-({'|'.join(reached)})[-/]")
+    for policy in images["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            for resource in as_list(statement["Resource"]):
+                if statement["Action"] == "ecr:GetAuthorizationToken":
+                    assert resource == "*"
+                    continue
+                assert named.search(resource), resource
+                assert "lockgate-*" not in resource, resource
+
+
+def test_each_image_environment_gets_exactly_what_the_first_gets() -> None:
+    environments = ["qa", "staging", "prod", "eu-prod"]
+    images = role("ImagesRole", ImageEnvironments=",".join(environments))
+    documents = {p["PolicyName"]: p["PolicyDocument"] for p in images["Policies"]}
+    slots = [f"lockgate-images-environment-{n}" for n in (1, 2, 3, 4)]
+    assert list(documents) == ["lockgate-registry-login", *slots]
+    first = json.dumps(documents[slots[0]])
+    for slot, env in zip(slots[1:], environments[1:], strict=True):
+        text = json.dumps(documents[slot])
+        assert f"lockgate-{env}-data-prep" in text, slot
+        assert "lockgate-qa" not in text, slot
+        renamed = text.replace(f"lockgate-{env}-", "lockgate-qa-").replace(
+            f"lockgate-{env}/", "lockgate-qa/"
+        )
+        assert renamed == first, slot
+    fewer = role("ImagesRole", ImageEnvironments="staging,prod")
+    assert [p["PolicyName"] for p in fewer["Policies"]] == ["lockgate-registry-login", *slots[:2]]
 
 
 @pytest.mark.parametrize("name", ["data-pipeline-image", "sagemaker-image"])
