@@ -6,6 +6,7 @@ Adapters are named by import path so that choosing the local folder never import
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import cast
 from urllib.parse import urlparse
 
@@ -42,6 +43,19 @@ def open_store(uri: str) -> Store:
         return cast(Store, getattr(module, class_name)(uri))
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def aws_module(name: str, needed_for: str) -> ModuleType:
+    """``lockgate.aws.<name>``, imported by name: only choosing AWS ever loads boto3.
+
+    Raises:
+        ConfigError: ``needed_for`` ("SageMaker endpoints") needs the ``aws`` extra, which is
+            not installed.
+    """
+    try:
+        return importlib.import_module(f"lockgate.aws.{name}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{needed_for} needs '{exc.name}': pip install 'lockgate[aws]'") from None
 
 
 def lean_arrow_memory() -> None:

@@ -4,6 +4,8 @@ set them (an environment variable wins over lockgate.toml, as everywhere in lock
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,40 @@ def test_the_shell_wins_over_lockgate_toml(config: Path, monkeypatch: pytest.Mon
 def test_an_environment_without_an_aws_table_sets_nothing(config: Path) -> None:
     Context(config=config, env="staging", store=None).settings()
     assert not any(name in os.environ for name in VARIABLES)
+
+
+WITHOUT_BOTO3 = """
+import sys
+sys.modules["boto3"] = None  # as if lockgate[aws] were not installed
+sys.argv = ["lockgate", *sys.argv[1:]]
+from lockgate.cli.app import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "needed_for"),
+    [
+        (["aws", "status", "--env", "dev"], "`lockgate aws`"),
+        (["train", "--env", "prod"], "training on SageMaker"),
+    ],
+)
+def test_without_the_aws_extra_the_error_says_what_to_install(
+    tmp_path: Path, args: list[str], needed_for: str
+) -> None:
+    (tmp_path / "lockgate.toml").write_text(
+        '[datasets.churn]\ntarget = "churned"\ncolumns = { tenure = "numeric" }\n'
+        '[envs.dev]\n[envs.prod]\n[envs.prod.training]\ncompute = "sagemaker"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_BOTO3, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"lockgate: error: {needed_for} needs 'boto3': pip install 'lockgate[aws]'"
+    )

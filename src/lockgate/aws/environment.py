@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lockgate.aws.image_sync import ImageSync, latest_digest, sync_image
+from lockgate.aws.image_sync import ImageSync, latest_digest, repository_uri, sync_image
 from lockgate.aws.session import function_name, images_stack_name, repository_name, stack_name
 from lockgate.aws.stack import StackResult, Stacks, template_body
 from lockgate.config_aws import AwsConfig
@@ -96,22 +96,21 @@ def deploy(
         images_stack_name(env), template_body("images"), {"EnvName": env}, tags=tags, say=say
     )
     repository = repository_name(env, DATA_PREP)
-    repository_uri = images.outputs.get("DataPrepRepositoryUri") or _repository_uri(
-        session, repository
-    )
-    digest = image_digest or latest_digest(session.client("ecr"), repository)
+    ecr = session.client("ecr")
+    uri = images.outputs.get("DataPrepRepositoryUri") or repository_uri(ecr, repository)
+    digest = image_digest or latest_digest(ecr, repository)
     if digest is None:
         return DeployOutcome(
             images,
             None,
             None,
             next_step=(
-                f"push the data-prep image to {repository_uri} (the data-pipeline-image "
+                f"push the data-prep image to {uri} (the data-pipeline-image "
                 f"workflow does it; see docs/aws.md), then run `lockgate aws deploy --env {env}` "
                 "again to create the environment"
             ),
         )
-    image_uri = f"{repository_uri}@{digest}"
+    image_uri = f"{uri}@{digest}"
     parameters = {
         **config.parameters,
         "EnvName": env,
@@ -272,11 +271,6 @@ def _schedule(client: Any, env: str) -> dict[str, Any] | None:
 def _alarms(client: Any, env: str) -> dict[str, str]:
     answer = client.describe_alarms(AlarmNamePrefix=f"lockgate-{env}-")
     return {alarm["AlarmName"]: alarm["StateValue"] for alarm in answer.get("MetricAlarms", [])}
-
-
-def _repository_uri(session: Any, repository: str) -> str:
-    answer = session.client("ecr").describe_repositories(repositoryNames=[repository])
-    return str(answer["repositories"][0]["repositoryUri"])
 
 
 def store_snippet(env: str, outputs: Mapping[str, str]) -> str:

@@ -189,10 +189,19 @@ def _resolve(
             f"ECR repository {repository} has no {what}; check the push succeeded (aws ecr "
             "describe-images) and that the lifecycle policy did not expire it"
         )
+    uri = f"{repository_uri(ecr_client, repository)}@{image['imageDigest']}"
+    return str(image["imageDigest"]), image["imagePushedAt"], uri
+
+
+def repository_uri(ecr_client: Any, repository: str) -> str:
+    """The repository's URI (``<account>.dkr.ecr.<region>.amazonaws.com/<name>``).
+
+    Raises:
+        ImageSyncError: the repository does not exist or cannot be read.
+    """
     names = {"repositoryNames": [repository]}
     found = _call(ecr_client, "ecr", "describe_repositories", repository, **names)
-    uri = f"{found['repositories'][0]['repositoryUri']}@{image['imageDigest']}"
-    return str(image["imageDigest"]), image["imagePushedAt"], uri
+    return str(found["repositories"][0]["repositoryUri"])
 
 
 def _image(ecr_client: Any, repository: str, image_id: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -23,13 +24,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lockgate import logs
 from lockgate.aws import processing
-from lockgate.config import Settings, load_settings
-from lockgate.events.s3 import parse_s3_event
-from lockgate.pipelines.data import HandleResult, handle, prepare
+from lockgate.config import DatasetConfig, Settings, load_settings
+from lockgate.pipelines.data import handle, prepare
 from lockgate.pipelines.data.handler import shorten_keys, uploaded_keys
-from lockgate.pipelines.data.prepare import raw_sources
+from lockgate.pipelines.data.prepare import PrepResult, raw_sources
 from lockgate.pipelines.runs import Trigger
-from lockgate.ports.store import ObjectInfo, Store
+from lockgate.ports.store import Store
 from lockgate.wiring import lean_arrow_memory, open_store
 
 log = logging.getLogger("lockgate.aws.lambda_data")
@@ -63,11 +63,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         part for part in (request_id, shorten_keys(uploaded_keys(event, store))) if part
     )
     trigger = Trigger("lambda", detail)
-    too_big = _too_big(event, store, settings)
-    if too_big:
-        result = _hand_off(event, store, settings, too_big, trigger, running_image(context))
-    else:
-        result = handle(event, store, settings.datasets, report=log.info, trigger=trigger)
+    result = handle(
+        event,
+        store,
+        settings.datasets,
+        report=log.info,
+        trigger=trigger,
+        prepare_one=_preparation(store, settings, context),
+    )
     summary = result.to_json()
     summary["request_id"] = request_id
     # One JSON line per invocation: CloudWatch Logs Insights can filter on its fields.
@@ -75,62 +78,34 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return summary
 
 
-def _too_big(
-    event: dict[str, Any], store: Store, settings: Settings
-) -> dict[str, list[ObjectInfo]]:
-    """The datasets the event names whose raw objects are more than this Lambda prepares,
-    with those objects."""
+def _preparation(
+    store: Store, settings: Settings, context: Any
+) -> Callable[[str, DatasetConfig, Trigger], PrepResult]:
+    """Prepares a dataset here, or hands it to a Processing job when its raw objects are more
+    than this Lambda prepares (``LOCKGATE_PROCESSING_MAX_BYTES``)."""
     limit = processing.max_bytes()
-    if limit is None:
-        return {}
-    big = {}
-    for dataset in _touched(event, store, settings):
+    image: list[str | None] = []  # the running image, asked of Lambda at the first hand-off
+
+    def prepare_one(dataset: str, config: DatasetConfig, trigger: Trigger) -> PrepResult:
+        if limit is None:
+            return prepare(store, dataset, config, log.info, trigger=trigger)
         sources = raw_sources(store, dataset)
-        if sum(info.size for info in sources) > limit:
-            big[dataset] = sources
-    return big
+        if sum(info.size for info in sources) <= limit:
+            return prepare(store, dataset, config, log.info, trigger=trigger)
+        if not image:
+            image.append(running_image(context))
+        return processing.hand_off(
+            store,
+            dataset,
+            config,
+            sources,
+            env=settings.env,
+            config_path=str(settings.config_path),
+            trigger=trigger,
+            image=image[0],
+        )
 
-
-def _touched(event: dict[str, Any], store: Store, settings: Settings) -> list[str]:
-    """The configured datasets with an upload in ``event``, as :func:`handle` selects them."""
-    touched: list[str] = []
-    for record in parse_s3_event(event):
-        key = store.event_key(record.bucket, record.key) or ""
-        parts = key.split("/")
-        if record.removed or len(parts) < 3 or parts[0] != "raw" or not parts[-1]:
-            continue
-        if parts[1] in settings.datasets and parts[1] not in touched:
-            touched.append(parts[1])
-    return touched
-
-
-def _hand_off(
-    event: dict[str, Any],
-    store: Store,
-    settings: Settings,
-    big: dict[str, list[ObjectInfo]],
-    trigger: Trigger,
-    image: str | None = None,
-) -> HandleResult:
-    """Processing jobs for the big datasets; the others of the event prepared here."""
-    result = HandleResult()
-    for dataset in _touched(event, store, settings):
-        config = settings.datasets[dataset]
-        if dataset in big:
-            prepared = processing.hand_off(
-                store,
-                dataset,
-                config,
-                big[dataset],
-                env=settings.env,
-                config_path=str(settings.config_path),
-                trigger=trigger,
-                image=image,
-            )
-        else:
-            prepared = prepare(store, dataset, config, log.info, trigger=trigger)
-        result.prepared.append(prepared)
-    return result
+    return prepare_one
 
 
 def running_image(context: Any, client: Any | None = None) -> str | None:

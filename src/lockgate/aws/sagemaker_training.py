@@ -385,7 +385,7 @@ class SageMakerTraining:
         number: int,
         state: JobState,
     ) -> None:
-        trial = study.trials[number]
+        trial = _trial(study, number)
         run_id = trial.user_attrs.get("run_id")
         if state.status != "Completed":
             reason = state.failure_reason or f"the training job was {state.status.lower()}"
@@ -419,7 +419,7 @@ class SageMakerTraining:
         self.say(f"trial {number}: {plan.metric}={value:.4f} ({state.name})")
 
     def _tell_failed(self, study: optuna.Study, number: int, reason: str) -> None:
-        trial = study.trials[number]
+        trial = _trial(study, number)
         if trial.state != optuna.trial.TrialState.RUNNING:
             return
         study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, reason)
@@ -436,3 +436,11 @@ class SageMakerTraining:
     ) -> None:
         if tracker is not None and run_id:
             tracker.log_trial(str(run_id), metrics, series, state, error)
+
+
+def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """Trial ``number`` alone: ``study.trials`` would copy every trial of the study (from the
+    database, for RDB storage) each time a job ends."""
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return storage.get_trial(trial_id)

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from lockgate import durations
 from lockgate.aws.environment import SAGEMAKER
-from lockgate.aws.image_sync import latest_digest
+from lockgate.aws.image_sync import latest_digest, repository_uri
 from lockgate.aws.sagemaker_training import JobSettings, SageMakerTraining, TrainingJobs
 from lockgate.aws.secrets import read_secret, storage_url
 from lockgate.aws.session import aws_session, repository_name, stack_name
@@ -51,10 +51,7 @@ def sagemaker_training(
                 f"{where}: no image is set and {repository} holds none; push the train/serve "
                 "image (the sagemaker-image workflow) or set image"
             )
-        uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0][
-            "repositoryUri"
-        ]
-        image = f"{uri}@{digest}"
+        image = f"{repository_uri(ecr, repository)}@{digest}"
     role = training.role_arn
     if not role:
         outputs = Stacks(session.client("cloudformation")).outputs(stack_name(env, config.aws))

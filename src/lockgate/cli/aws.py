@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,7 +10,7 @@ from rich.markup import escape
 
 from lockgate.cli.app import app
 from lockgate.cli.output import console, err, stage
-from lockgate.cli.serving import named_env
+from lockgate.cli.serving import EnvOption, named_env
 from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,9 +22,6 @@ aws_app = typer.Typer(
 )
 app.add_typer(aws_app, name="aws")
 
-EnvOption = Annotated[
-    str | None, typer.Option("--env", help="Environment [default: the global --env]")
-]
 ProfileOption = Annotated[
     str | None, typer.Option(help="AWS profile [default: [envs.<env>.aws] profile]")
 ]
@@ -35,13 +31,9 @@ RegionOption = Annotated[
 
 
 def _aws(module: str) -> Any:
-    try:
-        # By name, as wiring.open_store does: the CLI layer never imports boto3 itself.
-        return importlib.import_module(f"lockgate.aws.{module}")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"`lockgate aws` needs '{exc.name}': pip install 'lockgate[aws]'"
-        ) from None
+    from lockgate.wiring import aws_module
+
+    return aws_module(module, "`lockgate aws`")
 
 
 def _session(settings: Settings, env: str, profile: str | None, region: str | None) -> Any:

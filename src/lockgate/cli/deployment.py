@@ -81,15 +81,9 @@ def environment(
 
 
 def _sagemaker_endpoint(settings: Settings, name: str, store: Store) -> Any:
-    import importlib
+    from lockgate.wiring import aws_module
 
-    try:
-        # By name, as wiring.open_store does: the CLI layer never imports boto3 itself.
-        module = importlib.import_module("lockgate.aws.endpoints")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"SageMaker endpoints need '{exc.name}': pip install 'lockgate[aws]'"
-        ) from None
+    module = aws_module("endpoints", "SageMaker endpoints")
     return module.sagemaker_endpoint(
         store,
         settings.endpoint_name(name),

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lockgate.cli.app import app
 from lockgate.cli.output import console, err, stage
+from lockgate.cli.serving import EnvOption
 from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,10 +28,6 @@ monitor_app = typer.Typer(
 labels_app = typer.Typer(help="Ground truth for model-quality monitoring.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(labels_app, name="labels")
-
-EnvOption = Annotated[
-    str | None, typer.Option("--env", help="Environment [default: the global --env]")
-]
 
 
 def _env(ctx: typer.Context, env: str | None) -> tuple[Settings, str, Store]:
@@ -50,14 +47,9 @@ def notifiers(settings: Settings) -> list[Notifier]:
     if config.webhook_url:
         found.append(WebhookNotifier(config.webhook_url))
     if config.sns_topic_arn:
-        import importlib
+        from lockgate.wiring import aws_module
 
-        try:
-            module = importlib.import_module("lockgate.aws.sns")
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"monitor.sns_topic_arn needs '{exc.name}': pip install 'lockgate[aws]'"
-            ) from None
+        module = aws_module("sns", "monitor.sns_topic_arn")
         found.append(module.sns_notifier(config.sns_topic_arn))
     return found
 

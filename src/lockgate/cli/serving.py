@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 PREDICT_TIMEOUT = 60.0
 
 
+EnvOption = Annotated[
+    str | None, typer.Option("--env", help="Environment [default: the global --env]")
+]
+"""A command's own ``--env``, read with :func:`named_env`."""
+
+
 def named_env(ctx: typer.Context, env: str | None) -> tuple[Settings, str]:
     """The settings and the environment a command's ``--env`` names (default: the global one)."""
     context: Context = ctx.obj
@@ -49,9 +55,7 @@ def state_file(settings: Settings, env: str) -> Path:
 @app.command()
 def serve(
     ctx: typer.Context,
-    env: Annotated[
-        str | None, typer.Option("--env", help="Environment [default: the global --env]")
-    ] = None,
+    env: EnvOption = None,
     port: Annotated[
         int | None,
         typer.Option(help="Port; 0 picks a free one [default: 8080 dev, 8081 staging, 8082 prod]"),
@@ -168,9 +172,7 @@ def _catch_up(store: Store, env: str, served: int, state: Path, work_dir: Path) 
 def predict(
     ctx: typer.Context,
     rows: Annotated[Path, typer.Argument(help="Rows to score: .csv (with a header) or .jsonl")],
-    env: Annotated[
-        str | None, typer.Option("--env", help="Environment [default: the global --env]")
-    ] = None,
+    env: EnvOption = None,
     url: Annotated[
         str | None, typer.Option(help="Endpoint URL [default: the environment's running server]")
     ] = None,

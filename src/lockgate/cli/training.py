@@ -130,15 +130,9 @@ def run_training(
 
 def _sagemaker(settings: Settings, storage: str) -> tuple[Any, str]:
     """SageMaker compute, and the study storage (the secret's URL when one is named)."""
-    import importlib
+    from lockgate.wiring import aws_module
 
-    try:
-        # By name, as wiring.open_store does: the CLI layer never imports boto3 itself.
-        module = importlib.import_module("lockgate.aws.training_setup")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"training on SageMaker needs '{exc.name}': pip install 'lockgate[aws]'"
-        ) from None
+    module = aws_module("training_setup", "training on SageMaker")
     return module.sagemaker_training(settings, stage), module.secret_storage(settings) or storage
 
 

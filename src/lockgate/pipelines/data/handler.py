@@ -9,7 +9,7 @@ each from the raw objects present now. A duplicate or late event finds the versi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ def handle(
     report: Report | None = None,
     *,
     trigger: Trigger | None = None,
+    prepare_one: Callable[[str, DatasetConfig, Trigger], PrepResult] | None = None,
 ) -> HandleResult:
     """Prepare every configured dataset that an object-created record under ``raw/`` names.
 
@@ -53,6 +54,8 @@ def handle(
 
     Args:
         trigger: what started the runs (default: an upload of the event's keys).
+        prepare_one: prepares one dataset instead of :func:`prepare` (the AWS Lambda hands
+            what is too big for it to a Processing job).
 
     Raises:
         EventError: the event is not shaped like an S3 event.
@@ -86,7 +89,12 @@ def handle(
     for key, reason in result.ignored:
         log.info("ignored %s: %s", key, reason)
     for dataset in touched:
-        result.prepared.append(prepare(store, dataset, datasets[dataset], report, trigger=trigger))
+        if prepare_one is not None:
+            result.prepared.append(prepare_one(dataset, datasets[dataset], trigger))
+        else:
+            result.prepared.append(
+                prepare(store, dataset, datasets[dataset], report, trigger=trigger)
+            )
     return result
 
 
